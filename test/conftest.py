@@ -1,0 +1,27 @@
+"""Shared test setup.
+
+ROS isolation: each pytest process gets its own DDS domain and localhost-only discovery, so
+parallel test runs on one machine never hear each other and no traffic leaves the host. The
+large-data Fast DDS profile is applied so multi-MB images survive between processes.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 200))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+_profile = REPO_ROOT / "config" / "fastdds_large_data.xml"
+if _profile.exists():
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_profile))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real sample frames beside the checkout (../shared/data); tests skip when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA

@@ -1,0 +1,1 @@
+"""URCDC-Depth in plain PyTorch: network, data, training, evaluation and export. No ROS imports here."""

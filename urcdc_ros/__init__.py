@@ -1,0 +1,1 @@
+"""The ROS 2 side of urcdc: depth node, image/cloud conversions and bag tools."""
