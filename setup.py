@@ -50,7 +50,14 @@ setup(
             "ros-diagnostic-msgs",
         ],
         "export": ["onnxscript>=0.1"],
-        "dev": ["pytest>=7", "pytest-timeout>=2", "pot>=0.9", "onnxscript>=0.1"],
+        "dev": [
+            "pytest>=7",
+            "pytest-timeout>=2",
+            "pot>=0.9",
+            "onnxscript>=0.1",
+            # test/test_packaging.py builds the package with colcon as a ROS 2 workspace would
+            "colcon-common-extensions",
+        ],
     },
     zip_safe=True,
     entry_points={
