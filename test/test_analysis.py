@@ -1,0 +1,164 @@
+"""Sparse-pixel analysis: masks, attribution on hand-built models, continuity metrics, the CLI."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from urcdc_model.analysis import (
+    depth_gradient_errors,
+    edge_aware_smoothness,
+    input_gradient_attribution,
+    parse_branches,
+    sample_targets,
+    sparse_keep_mask,
+    sparse_response,
+    sparsify,
+    topk_distance,
+    uniform_reference,
+)
+from urcdc_model.analysis.inputs import load_image_frames, pair_ground_truth
+
+LOCAL_RADIUS = 2  # the hand-built CNN branch sees a 5x5 window
+
+
+class GlobalLocalModel(nn.Module):
+    """'transformer' depth depends only on the image mean (global); 'cnn' depth at a pixel only on
+    the 5x5 window of its own input around it (local)."""
+
+    def forward(self, image, image_cnn=None):
+        image_cnn = image if image_cnn is None else image_cnn
+        height, width = image.shape[-2:]
+        global_depth = 1.0 + 10.0 * torch.sigmoid(image.mean(dim=(1, 2, 3), keepdim=True)).expand(-1, 1, height, width)
+        window = 2 * LOCAL_RADIUS + 1
+        local = F.avg_pool2d(image_cnn.sum(dim=1, keepdim=True), window, stride=1, padding=LOCAL_RADIUS)
+        return {"depth": global_depth, "depth_cnn": 1.0 + 10.0 * torch.sigmoid(local)}
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.05, 0.37, 1.0])
+def test_sparse_mask_keeps_requested_fraction(fraction):
+    mask = sparse_keep_mask(48, 80, fraction, np.random.default_rng(0))
+    assert mask.shape == (48, 80) and mask.dtype == bool
+    assert mask.sum() == round(fraction * 48 * 80)
+
+
+def test_sparse_masks_differ_between_draws_and_reject_bad_fraction():
+    rng = np.random.default_rng(0)
+    assert not np.array_equal(sparse_keep_mask(20, 20, 0.1, rng), sparse_keep_mask(20, 20, 0.1, rng))
+    with pytest.raises(ValueError, match="keep_fraction"):
+        sparse_keep_mask(4, 4, 0.0, rng)
+
+
+def test_sparsify_sets_dropped_pixels_to_the_normalised_mean():
+    image = torch.randn(1, 3, 10, 12)
+    mask = sparse_keep_mask(10, 12, 0.25, np.random.default_rng(1))
+    sparse = sparsify(image, mask)
+    assert torch.all(sparse[..., ~torch.from_numpy(mask)] == 0)
+    assert torch.equal(sparse[..., torch.from_numpy(mask)], image[..., torch.from_numpy(mask)])
+
+
+def test_sparse_response_is_exact_at_full_image_and_degrades_when_sparse():
+    torch.manual_seed(0)
+    images = [torch.randn(1, 3, 24, 40) + 1.0 for _ in range(2)]
+    gt = [np.full((24, 40), 5.0, np.float32), None]
+    response = sparse_response(GlobalLocalModel(), images, ["transformer", "cnn"], keep_fractions=(0.05, 1.0),
+                               gt_depths_m=gt, masks_per_fraction=2)
+    for branch in ("transformer", "cnn"):
+        low, full = response.vs_full[branch]
+        assert full == 0.0
+        assert low > 0.05
+    assert response.vs_gt is not None and all(np.isfinite(response.vs_gt["cnn"]))
+
+
+def test_local_branch_attribution_stays_in_its_window():
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 32, 48)
+    targets = np.array([[10, 12], [20, 30], [16, 40]])
+    attribution = input_gradient_attribution(GlobalLocalModel(), image, targets, "cnn", ["transformer", "cnn"])
+    assert attribution.total.shape == (3, 32, 48)
+    for (y, x), amap in zip(targets, attribution.total):
+        support = np.argwhere(amap > 0)
+        assert len(support) == (2 * LOCAL_RADIUS + 1) ** 2
+        assert np.abs(support - [y, x]).max() == LOCAL_RADIUS
+        stats = topk_distance(amap, (y, x), top_k=9)
+        assert stats["topk_mean_px"] <= LOCAL_RADIUS * np.sqrt(2)
+        assert stats["r90_px"] <= LOCAL_RADIUS * np.sqrt(2)
+    # the local branch reads only its own input, none of it through the Transformer's
+    np.testing.assert_allclose(attribution.own_input, attribution.total)
+
+
+def test_global_branch_attribution_spreads_like_uniform():
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 32, 48)
+    targets = np.array([[10, 12], [20, 30]])
+    attribution = input_gradient_attribution(GlobalLocalModel(), image, targets, "transformer", ["transformer"])
+    assert attribution.own_input is None
+    for target, amap in zip(targets, attribution.total):
+        stats, uniform = topk_distance(amap, target, top_k=50), uniform_reference(32, 48, target)
+        assert stats["r50_px"] == pytest.approx(uniform["r50_px"], rel=0.05)
+        assert stats["r90_px"] > 4 * LOCAL_RADIUS
+
+
+def test_targets_avoid_border_and_prefer_valid_gt():
+    valid = np.zeros((40, 60), bool)
+    valid[20:25, 30:35] = True
+    targets = sample_targets(40, 60, 5, np.random.default_rng(0), valid=valid)
+    assert len(targets) == 5 and valid[targets[:, 0], targets[:, 1]].all()
+    targets = sample_targets(40, 60, 20, np.random.default_rng(0))
+    assert targets[:, 0].min() >= 4 and targets[:, 1].max() < 54
+
+
+def test_continuity_is_zero_on_a_perfect_prediction_with_gt_holes():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(2.0, 40.0, (30, 50)).astype(np.float32)
+    gt[rng.random((30, 50)) < 0.3] = 0.0  # holes, as in LiDAR GT
+    pred = np.where(gt > 0, gt, 123.0)  # anything where there is no GT
+    errors = depth_gradient_errors(pred, gt)
+    for key in ("grad1_m_per_px", "grad2_m_per_px2", "grad1_log", "grad2_log"):
+        assert errors[key] == pytest.approx(0.0, abs=1e-9)
+    assert errors["num_grad1_pairs"] > 0
+
+
+def test_continuity_separates_offset_scale_and_a_blurred_edge():
+    gt = np.full((20, 40), 10.0)
+    gt[:, 20:] = 30.0
+    assert depth_gradient_errors(gt + 2.0, gt)["grad1_m_per_px"] == pytest.approx(0.0)      # offset: metres unaffected
+    assert depth_gradient_errors(gt * 1.5, gt)["grad1_log"] == pytest.approx(0.0, abs=1e-12)  # scale: log unaffected
+    blurred = cv2.blur(gt, (5, 1), borderType=cv2.BORDER_REPLICATE)
+    errors = depth_gradient_errors(blurred, gt)
+    # per row the 20 m step becomes five 4 m steps: |4 - 20| + 4 * 4 = 32 m over 39 x-pairs; y-pairs are exact
+    assert errors["grad1_m_per_px"] == pytest.approx(20 * 32 / (20 * 39 + 19 * 40))
+    assert errors["grad2_m_per_px2"] > 0.3
+
+
+def test_edge_aware_smoothness():
+    rgb = np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8)
+    assert edge_aware_smoothness(np.full((16, 24), 7.0), rgb) == 0.0
+    noisy = 5.0 + np.random.default_rng(1).random((16, 24))
+    assert edge_aware_smoothness(noisy, rgb) > 0.0
+
+
+def test_branch_names_are_validated():
+    assert parse_branches("cnn, transformer") == ["cnn", "transformer"]
+    with pytest.raises(ValueError, match="--branches"):
+        parse_branches("swin")
+
+
+def test_gt_pairs_by_name_or_frame_number(tmp_path):
+    images = [tmp_path / "rgb_00050.jpg", tmp_path / "0000000005.png", tmp_path / "other.png"]
+    gt = [tmp_path / "sync_depth_00050.png", tmp_path / "0000000005.png"]
+    assert pair_ground_truth(images, gt) == [gt[0], gt[1], None]
+
+
+def test_loads_real_kitti_frames_with_gt(shared_data):
+    root = shared_data / "kitti_depth_annotated"
+    frames = load_image_frames([root / "rgb"], [root / "depth"], height=88, width=288)
+    assert len(frames) == 3
+    for frame in frames:
+        assert frame.rgb.shape == (88, 288, 3) and frame.depth_m.shape == (88, 288)
+        valid = frame.depth_m[frame.depth_m > 0]
+        assert 0.05 < valid.size / frame.depth_m.size < 0.5  # KITTI annotated GT is semi-dense
+        assert 1.0 < valid.min() and valid.max() < 90.0     # metres: value / 256 from intrinsics.json

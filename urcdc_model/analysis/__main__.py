@@ -1,0 +1,154 @@
+"""python -m urcdc_model.analysis --checkpoint default --images DIR --gt DIR --output DIR
+
+Sparse-input response, input-gradient receptive reliance and depth-gradient continuity of the
+Transformer and CNN branches; writes report.md, report.json and PNG figures into --output.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .branches import parse_branches
+from .dgr_variants import dgr_modules, trained_dgr_modules, without_dgr
+from .inputs import load_image_frames, procedural_frames
+from .report import write_report
+from .run import AnalysisOptions, ContinuityVariant, analyse
+from .sparse import DEFAULT_KEEP_FRACTIONS
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size: expected HEIGHTxWIDTH such as 176x576, got {text!r}") from None
+    return height, width
+
+
+def parse_fractions(text: str) -> list[float]:
+    try:
+        fractions = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--keep-fractions: expected numbers such as 0.01,0.1,1, got {text!r}") from None
+    if not fractions or any(not 0 < p <= 1 for p in fractions):
+        raise argparse.ArgumentTypeError(f"--keep-fractions: every fraction must be in (0, 1], got {text!r}")
+    return fractions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m urcdc_model.analysis", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="'default' (the embedded model) or a checkpoint path")
+    parser.add_argument("--images", nargs="*", default=[], help="image files and/or directories of .png/.jpg")
+    parser.add_argument("--gt", nargs="*", default=[],
+                        help="GT depth PNGs (uint16) or directories; paired to images by name or frame number")
+    parser.add_argument("--gt-depth-scale", type=float, default=None,
+                        help="GT PNG value per metre (256 KITTI, 1000 NYU); default: 'depth_scale' of an "
+                             "intrinsics.json beside the GT folder")
+    parser.add_argument("--procedural", type=int, default=0, metavar="N",
+                        help="also analyse N procedural frames with exact depth (urcdc_model.data.synthetic)")
+    parser.add_argument("--procedural-kind", choices=("street", "indoor"), default="street")
+    parser.add_argument("--procedural-seed", type=int, default=900_000,
+                        help="first render seed (far from the training seeds, so these frames are unseen)")
+    parser.add_argument("--output", required=True, type=Path, help="directory for report.md, report.json, PNGs")
+    parser.add_argument("--branches", type=parse_branches, default=["transformer", "cnn"],
+                        help="comma list of transformer,cnn (default both)")
+    parser.add_argument("--size", type=parse_size, default=None,
+                        help="analysis size HEIGHTxWIDTH (default: the checkpoint's training size)")
+    parser.add_argument("--keep-fractions", type=parse_fractions, default=list(DEFAULT_KEEP_FRACTIONS),
+                        help="comma list of kept-pixel fractions (default 0.01,...,1)")
+    parser.add_argument("--masks-per-fraction", type=int, default=2, help="random masks per image and fraction")
+    parser.add_argument("--targets", type=int, default=4, help="attribution target pixels per image")
+    parser.add_argument("--top-k-fraction", type=float, default=0.005,
+                        help="top-k influential pixels, as a fraction of the image (default 0.5 %%)")
+    parser.add_argument("--dgr-checkpoint", default=None,
+                        help="a second checkpoint with trained DGR modules: its continuity is measured with "
+                             "and without its DGR")
+    parser.add_argument("--seed", type=int, default=0, help="seed of masks and target pixels")
+    return parser
+
+
+def load_for_analysis(checkpoint: str, branches: list[str]):
+    from urcdc_model.checkpoints import load_model
+
+    model, cfg, meta = load_model(checkpoint, with_cnn="cnn" in branches, map_location="cpu")
+    return model.eval(), cfg, meta or {}
+
+
+def dgr_variants(model, label: str, branches, dgr_checkpoint: str | None, log):
+    """The extra continuity variants and a sentence saying exactly what is compared."""
+    variants = []
+    notes = []
+    trained = trained_dgr_modules(model)
+    if trained:
+        variants.append(ContinuityVariant(f"{label} without DGR", without_dgr(model), branches))
+        notes.append(f"`{label}` has trained DGR modules ({', '.join(trained)}); it is compared with the same "
+                     "weights with every DGR module bypassed (DGR is residual, so bypassing = identity).")
+    elif dgr_modules(model):
+        notes.append(f"`{label}` has DGR modules, but they are untrained (zero-initialised, the identity), so "
+                     "with and without DGR would be the same network; not compared.")
+    else:
+        notes.append(f"`{label}` has no DGR modules.")
+    if dgr_checkpoint:
+        dgr_model, _, _ = load_for_analysis(dgr_checkpoint, branches)
+        dgr_label = Path(dgr_checkpoint).stem
+        trained_other = trained_dgr_modules(dgr_model)
+        if not trained_other:
+            raise ValueError(f"--dgr-checkpoint {dgr_checkpoint}: it has no trained DGR modules to compare")
+        variants += [ContinuityVariant(dgr_label, dgr_model, branches),
+                     ContinuityVariant(f"{dgr_label} without DGR", without_dgr(dgr_model), branches)]
+        notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}) is compared with its "
+                     "own weights with DGR bypassed, and with the main model.")
+    elif not trained:
+        notes.append("No with/without-DGR comparison was possible: give --dgr-checkpoint a model trained with DGR.")
+    log("DGR: " + " ".join(notes))
+    return variants, " ".join(notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    if not args.images and args.procedural <= 0:
+        build_parser().error("nothing to analyse: give --images and/or --procedural N")
+    if args.gt and not args.images:
+        build_parser().error("--gt needs --images to pair with")
+    start = time.perf_counter()
+    model, cfg, meta = load_for_analysis(args.checkpoint, args.branches)
+    size = args.size or (meta.get("input_height"), meta.get("input_width"))
+    if not all(size):
+        build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --size HEIGHTxWIDTH")
+    height, width = int(size[0]), int(size[1])
+    frames = load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale) if args.images else []
+    if args.procedural > 0:
+        frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind, seed=args.procedural_seed)
+    label = "default" if args.checkpoint == "default" else Path(args.checkpoint).stem
+    variants, dgr_note = dgr_variants(model, label, args.branches, args.dgr_checkpoint, log)
+    options = AnalysisOptions(
+        branches=args.branches,
+        keep_fractions=args.keep_fractions,
+        masks_per_fraction=args.masks_per_fraction,
+        targets_per_image=args.targets,
+        top_k_fraction=args.top_k_fraction,
+        max_depth_m=float(cfg.max_depth),
+        seed=args.seed,
+    )
+    numbers, figures = analyse(model, frames, options, variants, model_label=label, log=log)
+    details = {
+        "checkpoint": args.checkpoint,
+        "variant": getattr(cfg, "name", "?"),
+        "max depth": f"{cfg.max_depth:g} m",
+        "analysis size": f"{width}x{height}",
+        "torch threads": str(torch.get_num_threads()),
+    }
+    command = "python -m urcdc_model.analysis " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    report = write_report(numbers, figures, args.output, details, dgr_note, command)
+    log(f"wrote {report} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
