@@ -1,0 +1,719 @@
+"""Procedural street and indoor scenes with exact metric depth, rendered by a vectorised numpy ray caster.
+
+Why: no full KITTI/NYU on this machine, yet training and the CutFlip/cross-distillation ablations need
+a learnable dataset with *exact* depth. Scenes are built from analytic primitives (ground plane,
+axis-aligned boxes, vertical cylinders, spheres, the inside of a room box) whose ray intersections are
+solved in closed form for all pixels at once; each primitive only touches the pixels inside its
+projected screen rectangle. Textures (asphalt, lane marks, paving, facades with windows, foliage) are
+functions of the 3-D hit point, shading is Lambertian with a per-scene sun plus aerial perspective.
+
+World frame: X right, Y up, Z forward (the street runs along +Z). The camera looks along +Z rotated by
+yaw (about Y) and pitch (positive = looking down). Pixel rays are built with camera-z = 1, so the ray
+parameter t of a hit *is* the pinhole depth (z in the camera frame), which is what KITTI/NYU GT stores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
+
+STREET_MAX_DEPTH_M = 80.0
+INDOOR_MAX_DEPTH_M = 10.0
+
+# KITTI raw cam 2 (P_rect_02 of 2011-09-26) at 375x1242 and NYU-Depth-v2 Kinect RGB at 480x640.
+KITTI_FULL_SIZE = (375, 1242)
+KITTI_FOCAL_PX, KITTI_CX_PX, KITTI_CY_PX = 721.5377, 609.5593, 172.854
+NYU_FULL_SIZE = (480, 640)
+NYU_FX_PX, NYU_FY_PX, NYU_CX_PX, NYU_CY_PX = 518.8579, 519.4696, 325.5824, 253.7362
+
+DEFAULT_STREET_SIZE = (176, 576)      # the embedded default model's training size (KITTI-like aspect)
+DEFAULT_INDOOR_SIZE = (240, 320)
+
+# Materials (per object); ground-plane texture is chosen from the hit point (road / sidewalk / verge).
+SKY, GROUND, FACADE, VEHICLE, GLASS, POLE, FOLIAGE, WALL, FLOOR, CEILING, FURNITURE = range(11)
+
+# Face codes: axis * 2 + (ray direction along that axis > 0) -> outward normal of the face hit.
+_FACE_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1],
+                          [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+FACE_CURVED = 6                      # cylinder or sphere: normal recomputed from the object centre
+_NEAR_M = 0.05
+# the 12 edges of a box whose corners are ordered x-major, then y, then z (index = 4x + 2y + z)
+_BOX_EDGES = np.array([[i, i | bit] for bit in (1, 2, 4) for i in range(8) if not i & bit])
+
+
+@dataclass(frozen=True)
+class CameraRange:
+    """Uniform ranges the camera pose is drawn from (metres above the ground, degrees)."""
+
+    height_m: tuple[float, float]
+    pitch_deg: tuple[float, float]     # positive = looking down
+    yaw_deg: tuple[float, float] = (0.0, 0.0)
+
+
+# Training range of the default street model (KITTI's camera sits 1.65 m up, nearly level).
+STREET_TRAIN_CAMERA = CameraRange(height_m=(1.45, 1.85), pitch_deg=(-1.5, 1.5), yaw_deg=(-4.0, 4.0))
+# Shifted horizons for the CutFlip ablation: outside the training range on both axes.
+STREET_SHIFTED_CAMERA_DOWN = CameraRange(height_m=(2.2, 2.8), pitch_deg=(4.0, 7.0), yaw_deg=(-4.0, 4.0))
+STREET_SHIFTED_CAMERA_UP = CameraRange(height_m=(1.0, 1.3), pitch_deg=(-6.0, -3.5), yaw_deg=(-4.0, 4.0))
+INDOOR_TRAIN_CAMERA = CameraRange(height_m=(1.0, 1.6), pitch_deg=(-5.0, 20.0), yaw_deg=(-25.0, 25.0))
+
+
+def kitti_like_intrinsics(height: int, width: int) -> np.ndarray:
+    """KITTI cam-2 intrinsics scaled to height x width (focal scaled with the width, keeps KITTI's FOV)."""
+    scale = width / KITTI_FULL_SIZE[1]
+    return np.array([[KITTI_FOCAL_PX * scale, 0, KITTI_CX_PX * scale],
+                     [0, KITTI_FOCAL_PX * scale, KITTI_CY_PX * height / KITTI_FULL_SIZE[0]],
+                     [0, 0, 1]], dtype=np.float64)
+
+
+def nyu_like_intrinsics(height: int, width: int) -> np.ndarray:
+    """NYU-Depth-v2 Kinect intrinsics scaled to height x width."""
+    sx, sy = width / NYU_FULL_SIZE[1], height / NYU_FULL_SIZE[0]
+    return np.array([[NYU_FX_PX * sx, 0, NYU_CX_PX * sx], [0, NYU_FY_PX * sy, NYU_CY_PX * sy], [0, 0, 1]],
+                    dtype=np.float64)
+
+
+@dataclass
+class SyntheticFrame:
+    """One rendered view: RGB, exact pinhole depth (max depth where nothing is hit) and the intrinsics."""
+
+    rgb: np.ndarray              # H x W x 3 uint8
+    depth_m: np.ndarray          # H x W float32, metres, clipped to max_depth_m (sky = max_depth_m)
+    intrinsics: np.ndarray       # 3 x 3 float64
+    kind: str = "street"
+    seed: int = 0
+    camera_height_m: float = 0.0
+    camera_pitch_deg: float = 0.0
+    camera_yaw_deg: float = 0.0
+    max_depth_m: float = STREET_MAX_DEPTH_M
+
+
+@dataclass
+class Scene:
+    """Analytic primitives plus per-object material/colour; built by make_street_scene / make_indoor_scene."""
+
+    kind: str
+    boxes: list = field(default_factory=list)        # (xmin, xmax, ymin, ymax, zmin, zmax, material, rgb)
+    cylinders: list = field(default_factory=list)    # (cx, cz, radius, ymin, ymax, material, rgb)
+    spheres: list = field(default_factory=list)      # (cx, cy, cz, radius, material, rgb)
+    room: tuple | None = None                        # inside of a box (xmin, xmax, 0, height, zmin, zmax)
+    has_ground: bool = True
+    road_half_width_m: float = 4.0
+    sidewalk_outer_m: tuple[float, float] = (7.0, 7.0)   # |x| where the left / right sidewalk ends
+    sun_direction: np.ndarray = field(default_factory=lambda: np.array([0.4, 0.8, -0.3], np.float32))
+    sky_zenith: np.ndarray = field(default_factory=lambda: np.array([0.35, 0.55, 0.85], np.float32))
+    sky_horizon: np.ndarray = field(default_factory=lambda: np.array([0.8, 0.85, 0.9], np.float32))
+    fog_distance_m: float = 250.0
+    asphalt_rgb: np.ndarray = field(default_factory=lambda: np.array([0.30, 0.30, 0.31], np.float32))
+    sidewalk_rgb: np.ndarray = field(default_factory=lambda: np.array([0.62, 0.60, 0.57], np.float32))
+    verge_rgb: np.ndarray = field(default_factory=lambda: np.array([0.32, 0.42, 0.22], np.float32))
+    floor_rgb: np.ndarray = field(default_factory=lambda: np.array([0.55, 0.40, 0.25], np.float32))
+    wall_rgb: np.ndarray = field(default_factory=lambda: np.array([0.8, 0.78, 0.72], np.float32))
+    window_spacing_m: float = 2.8
+
+
+# --------------------------------------------------------------------------------------------
+# scene generation
+
+
+def _color(rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    return rng.uniform(low, high, size=3).astype(np.float32)
+
+
+def _add_car(scene: Scene, rng: np.random.Generator, x_center: float, z_center: float) -> None:
+    width, length = rng.uniform(1.65, 1.95), rng.uniform(3.8, 4.9)
+    body_top = rng.uniform(0.95, 1.15)
+    paint = _color(rng, 0.08, 0.85)
+    half_w, half_l = width / 2, length / 2
+    scene.boxes.append((x_center - half_w, x_center + half_w, 0.28, body_top,
+                        z_center - half_l, z_center + half_l, VEHICLE, paint))
+    cabin_len = length * rng.uniform(0.45, 0.6)
+    scene.boxes.append((x_center - half_w + 0.12, x_center + half_w - 0.12, body_top,
+                        body_top + rng.uniform(0.4, 0.55), z_center - cabin_len / 2 - 0.2,
+                        z_center + cabin_len / 2 - 0.2, GLASS, np.array([0.10, 0.12, 0.15], np.float32)))
+
+
+def _add_tree(scene: Scene, rng: np.random.Generator, x: float, z: float) -> None:
+    trunk_height = rng.uniform(2.0, 3.5)
+    scene.cylinders.append((x, z, rng.uniform(0.12, 0.22), 0.0, trunk_height + 0.5, POLE,
+                            np.array([0.30, 0.22, 0.15], np.float32)))
+    crown_radius = rng.uniform(1.2, 2.6)
+    green = np.array([rng.uniform(0.15, 0.3), rng.uniform(0.35, 0.55), rng.uniform(0.1, 0.2)], np.float32)
+    scene.spheres.append((x, trunk_height + crown_radius * 0.8, z, crown_radius, FOLIAGE, green))
+
+
+def _add_building_row(scene: Scene, rng: np.random.Generator, side: int, inner_x: float,
+                      z_start: float, z_end: float) -> None:
+    """Buildings along one side (side = -1 left, +1 right) with varying setback, length and height."""
+    z = z_start
+    while z < z_end:
+        length = rng.uniform(6.0, 28.0)
+        if rng.random() < 0.18:            # a gap between buildings (side street, parking)
+            z += rng.uniform(4.0, 12.0)
+            continue
+        setback = rng.uniform(0.0, 5.0) if rng.random() < 0.6 else 0.0
+        depth = rng.uniform(8.0, 15.0)
+        height = rng.uniform(4.0, 24.0)
+        near_x = inner_x + setback
+        x_lo, x_hi = (near_x, near_x + depth) if side > 0 else (-near_x - depth, -near_x)
+        tint = rng.uniform(0.25, 0.85)
+        facade = (np.array([tint, tint * rng.uniform(0.8, 1.0), tint * rng.uniform(0.65, 1.0)], np.float32)
+                  if rng.random() < 0.7 else _color(rng, 0.2, 0.8))
+        scene.boxes.append((x_lo, x_hi, 0.0, height, z, z + length, FACADE, facade))
+        z += length + (rng.uniform(0.0, 2.0) if rng.random() < 0.3 else 0.0)
+
+
+def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z_m: float = -15.0) -> Scene:
+    """A random street: road, sidewalks, building rows, parked/leading cars, poles and trees, sky."""
+    road_half = rng.uniform(3.0, 6.0)
+    sidewalk = (rng.uniform(1.5, 4.0), rng.uniform(1.5, 4.0))
+    elevation = np.deg2rad(rng.uniform(25, 65))
+    azimuth = rng.uniform(0, 2 * np.pi)
+    sun = np.array([np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)],
+                   np.float32)
+    overcast = rng.random() < 0.3
+    scene = Scene(
+        kind="street", road_half_width_m=road_half,
+        sidewalk_outer_m=(road_half + sidewalk[0], road_half + sidewalk[1]), sun_direction=sun,
+        sky_zenith=(np.array([0.7, 0.72, 0.75], np.float32) if overcast else
+                    np.array([rng.uniform(0.25, 0.45), rng.uniform(0.45, 0.6), rng.uniform(0.75, 0.95)], np.float32)),
+        sky_horizon=np.array([0.85, 0.86, 0.88], np.float32) * rng.uniform(0.9, 1.05),
+        fog_distance_m=rng.uniform(150.0, 450.0),
+        asphalt_rgb=np.full(3, rng.uniform(0.22, 0.38), np.float32),
+        sidewalk_rgb=_color(rng, 0.5, 0.7),
+        window_spacing_m=rng.uniform(2.2, 3.6),
+    )
+    end_z = start_z_m + length_m
+    for side, width in ((-1, sidewalk[0]), (1, sidewalk[1])):
+        if rng.random() < 0.85:
+            _add_building_row(scene, rng, side, road_half + width, start_z_m, end_z)
+        for z in np.arange(start_z_m + rng.uniform(0, 20), end_z, rng.uniform(14, 30)):
+            x = side * (road_half + rng.uniform(0.3, 0.7))
+            if rng.random() < 0.5:
+                scene.cylinders.append((x, z, rng.uniform(0.07, 0.14), 0.0, rng.uniform(4.0, 8.0), POLE,
+                                        _color(rng, 0.35, 0.6)))
+            else:
+                _add_tree(scene, rng, x + side * 0.3, z)
+        z = start_z_m + rng.uniform(0, 10)
+        while z < end_z:                    # parked cars along the kerb
+            if rng.random() < 0.55:
+                _add_car(scene, rng, side * (road_half - rng.uniform(1.0, 1.3)), z)
+            z += rng.uniform(5.5, 14.0)
+    for _ in range(rng.integers(0, 3)):     # traffic ahead in the lanes
+        _add_car(scene, rng, rng.uniform(-road_half + 1.6, road_half - 1.6), rng.uniform(8.0, 60.0))
+    if rng.random() < 0.5:                  # the street ends at a cross building
+        z_far = rng.uniform(50.0, 130.0)
+        scene.boxes.append((-60.0, 60.0, 0.0, rng.uniform(8.0, 30.0), z_far, z_far + 15.0, FACADE,
+                            _color(rng, 0.3, 0.8)))
+    return scene
+
+
+def make_indoor_scene(rng: np.random.Generator) -> Scene:
+    """A room (walls, floor, ceiling) with cabinets, tables, beds and lamps against the walls."""
+    width, depth, height = rng.uniform(3.0, 7.0), rng.uniform(4.0, 9.0), rng.uniform(2.4, 3.2)
+    x_lo, x_hi, z_lo, z_hi = -width / 2, width / 2, -1.0, depth - 1.0
+    light = np.array([rng.uniform(-0.4, 0.4), 1.0, rng.uniform(-0.6, 0.2)], np.float32)
+    scene = Scene(kind="indoor", room=(x_lo, x_hi, 0.0, height, z_lo, z_hi), has_ground=False,
+                  sun_direction=light / np.linalg.norm(light), fog_distance_m=1e6,
+                  floor_rgb=(_color(rng, 0.35, 0.65) * np.array([1.0, 0.8, 0.6], np.float32)))
+    scene.wall_rgb = _color(rng, 0.6, 0.92)
+    for _ in range(rng.integers(2, 7)):
+        w, d, h = rng.uniform(0.4, 2.0), rng.uniform(0.4, 1.2), rng.uniform(0.4, 2.0)
+        if rng.random() < 0.5:               # against a side wall
+            x0 = x_lo if rng.random() < 0.5 else x_hi - d
+            z0 = rng.uniform(z_lo + 1.5, z_hi - w)
+            box = (x0, x0 + d, 0.0, h, z0, z0 + w)
+        else:                                # against the far wall or free-standing
+            x0 = rng.uniform(x_lo, x_hi - w)
+            z0 = z_hi - d if rng.random() < 0.6 else rng.uniform(z_lo + 2.0, z_hi - d)
+            box = (x0, x0 + w, 0.0, h, z0, z0 + d)
+        scene.boxes.append(box + (FURNITURE, _color(rng, 0.15, 0.8)))
+    for _ in range(rng.integers(0, 3)):
+        x, z = rng.uniform(x_lo + 0.3, x_hi - 0.3), rng.uniform(z_lo + 2.0, z_hi - 0.3)
+        scene.cylinders.append((x, z, rng.uniform(0.03, 0.25), 0.0, rng.uniform(0.5, 1.8), FURNITURE,
+                                _color(rng, 0.2, 0.9)))
+    return scene
+
+
+# --------------------------------------------------------------------------------------------
+# ray casting
+
+
+def camera_rotation(pitch_deg: float, yaw_deg: float) -> np.ndarray:
+    """Camera (x right, y up, z forward) to world; positive pitch looks down, positive yaw turns right."""
+    pitch, yaw = np.deg2rad(pitch_deg), np.deg2rad(yaw_deg)
+    rot_pitch = np.array([[1, 0, 0], [0, np.cos(pitch), np.sin(pitch)], [0, -np.sin(pitch), np.cos(pitch)]])
+    rot_yaw = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    return rot_yaw @ rot_pitch
+
+
+class _Raycaster:
+    """Z-buffered closest-hit over all pixels; each primitive updates only its screen rectangle."""
+
+    def __init__(self, origin: np.ndarray, rotation: np.ndarray, intrinsics: np.ndarray, height: int, width: int):
+        self.height, self.width = height, width
+        self.origin = origin.astype(np.float32)
+        self.rotation = rotation
+        self.intrinsics = intrinsics
+        fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
+        x_cam = ((np.arange(width) - cx) / fx).astype(np.float32)[None, :]
+        y_cam = (-(np.arange(height) - cy) / fy).astype(np.float32)[:, None]      # image v down -> y up
+        r = rotation.astype(np.float32)
+        # camera-z = 1 for every ray, so the hit parameter t equals the pinhole depth
+        self.dx = r[0, 0] * x_cam + r[0, 1] * y_cam + r[0, 2]
+        self.dy = r[1, 0] * x_cam + r[1, 1] * y_cam + r[1, 2]
+        self.dz = r[2, 0] * x_cam + r[2, 1] * y_cam + r[2, 2]
+        self.dx, self.dy, self.dz = (np.broadcast_to(a, (height, width)).copy() for a in (self.dx, self.dy, self.dz))
+        with np.errstate(divide="ignore"):
+            self.inv = [np.float32(1.0) / np.where(np.abs(a) < 1e-12, np.float32(1e-12), a)
+                        for a in (self.dx, self.dy, self.dz)]
+        self.t = np.full((height, width), np.inf, np.float32)
+        self.obj = np.full((height, width), -1, np.int32)
+        self.face = np.zeros((height, width), np.int8)
+
+    def screen_rect(self, box_bounds) -> tuple[tuple[slice, slice], float] | None:
+        """Pixel rectangle covering an axis-aligned box, and the box's smallest camera depth.
+
+        The box is clipped against the near plane first (corners in front plus edge crossings), so
+        boxes reaching behind the camera still get a tight rectangle. None when nothing is visible.
+        """
+        x0, x1, y0, y1, z0, z1 = box_bounds
+        corners = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float64)
+        cam = (corners - self.origin) @ self.rotation          # world -> camera (rows times R = R^T p)
+        front = cam[:, 2] >= _NEAR_M
+        if not front.any():
+            return None
+        points = cam[front]
+        if not front.all():
+            a, b = cam[_BOX_EDGES[:, 0]], cam[_BOX_EDGES[:, 1]]
+            crossing = (a[:, 2] >= _NEAR_M) != (b[:, 2] >= _NEAR_M)
+            a, b = a[crossing], b[crossing]
+            w = ((_NEAR_M - a[:, 2]) / (b[:, 2] - a[:, 2]))[:, None]
+            points = np.concatenate([points, a + w * (b - a)])
+        k = self.intrinsics
+        u = k[0, 0] * points[:, 0] / points[:, 2] + k[0, 2]
+        v = -k[1, 1] * points[:, 1] / points[:, 2] + k[1, 2]
+        c0, c1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, self.width)
+        r0, r1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 2, self.height)
+        if c0 >= c1 or r0 >= r1:
+            return None
+        return (slice(r0, r1), slice(c0, c1)), float(points[:, 2].min())
+
+    def _visible_region(self, box_bounds):
+        """Screen rectangle of a box unless everything there is already closer than the box can be."""
+        rect = self.screen_rect(box_bounds)
+        if rect is None:
+            return None
+        region, min_depth = rect
+        if self.t[region].max() < min_depth:        # fully occluded (objects are drawn near to far)
+            return None
+        return region
+
+    def _commit(self, region, t_hit: np.ndarray, hit: np.ndarray, obj_index: int):
+        """Write the closer hits into the z-buffer; returns the mask of updated pixels (or None)."""
+        closer = hit & (t_hit < self.t[region])
+        if not closer.any():
+            return None
+        self.t[region][closer] = t_hit[closer]
+        self.obj[region][closer] = obj_index
+        return closer
+
+    def ground(self, obj_index: int) -> None:
+        """The plane y = 0 seen from above."""
+        down = self.dy < -1e-9
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_hit = np.where(down, -self.origin[1] / self.dy, np.inf).astype(np.float32)
+        closer = self._commit((slice(None), slice(None)), t_hit, down, obj_index)
+        if closer is not None:
+            self.face[closer] = 2
+
+    def box(self, bounds, obj_index: int, inside: bool = False) -> None:
+        """Slab test against an axis-aligned box; ``inside`` = the camera is in the box (room walls)."""
+        x0, x1, y0, y1, z0, z1 = bounds
+        if inside:
+            region = (slice(None), slice(None))
+        else:
+            region = self._visible_region(bounds)
+            if region is None:
+                return
+        ox, oy, oz = self.origin
+        near, far = [], []
+        for lo, hi, o, inv in ((x0, x1, ox, self.inv[0]), (y0, y1, oy, self.inv[1]), (z0, z1, oz, self.inv[2])):
+            inv_r = inv[region]
+            t_lo, t_hi = (np.float32(lo - o)) * inv_r, (np.float32(hi - o)) * inv_r
+            near.append(np.minimum(t_lo, t_hi))
+            far.append(np.maximum(t_lo, t_hi))
+        t_near = np.maximum(np.maximum(near[0], near[1]), near[2])
+        t_far = np.minimum(np.minimum(far[0], far[1]), far[2])
+        if inside:
+            closer = self._commit(region, t_far, t_far > 0, obj_index)
+            bounding, t_hit = far, t_far           # leaving through the nearest far face
+        else:
+            closer = self._commit(region, t_near, (t_near <= t_far) & (t_near > 1e-4), obj_index)
+            bounding, t_hit = near, t_near         # entering through the farthest near face
+        if closer is None:
+            return
+        # face code only for the updated pixels: axis * 2 + (ray direction > 0)
+        t_sel = t_hit[closer]
+        axis = np.where(bounding[0][closer] == t_sel, 0, np.where(bounding[1][closer] == t_sel, 1, 2))
+        direction = np.stack([self.dx[region][closer], self.dy[region][closer], self.dz[region][closer]])
+        positive = np.take_along_axis(direction, axis[None], 0)[0] > 0
+        self.face[region][closer] = (axis * 2 + positive).astype(np.int8)
+
+    def cylinder(self, params, obj_index: int) -> None:
+        """Vertical cylinder side (x - cx)^2 + (z - cz)^2 = r^2 for ymin <= y <= ymax."""
+        cx, cz, radius, y0, y1 = params
+        region = self._visible_region((cx - radius, cx + radius, y0, y1, cz - radius, cz + radius))
+        if region is None:
+            return
+        dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
+        ox, oz = self.origin[0] - cx, self.origin[2] - cz
+        a = dx * dx + dz * dz
+        b_half = dx * ox + dz * oz
+        c = ox * ox + oz * oz - radius * radius
+        disc = b_half * b_half - a * c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_hit = (-b_half - np.sqrt(disc)) / a
+        y_hit = self.origin[1] + t_hit * dy
+        hit = (disc > 0) & (t_hit > 1e-4) & (y_hit >= y0) & (y_hit <= y1)
+        closer = self._commit(region, t_hit, hit, obj_index)
+        if closer is not None:
+            self.face[region][closer] = FACE_CURVED
+
+    def sphere(self, params, obj_index: int) -> None:
+        cx, cy, cz, radius = params
+        region = self._visible_region((cx - radius, cx + radius, cy - radius, cy + radius,
+                                       cz - radius, cz + radius))
+        if region is None:
+            return
+        dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
+        ox, oy, oz = self.origin[0] - cx, self.origin[1] - cy, self.origin[2] - cz
+        a = dx * dx + dy * dy + dz * dz
+        b_half = dx * ox + dy * oy + dz * oz
+        disc = b_half * b_half - a * (ox * ox + oy * oy + oz * oz - radius * radius)
+        with np.errstate(invalid="ignore"):
+            t_hit = (-b_half - np.sqrt(disc)) / a
+        closer = self._commit(region, t_hit, (disc > 0) & (t_hit > 1e-4), obj_index)
+        if closer is not None:
+            self.face[region][closer] = FACE_CURVED
+
+
+# --------------------------------------------------------------------------------------------
+# texturing and shading
+
+
+@lru_cache(maxsize=1)
+def _noise_texture() -> np.ndarray:
+    """A fixed 256x256 tileable value-noise texture in [0, 1] (octaves of smoothed random lattices)."""
+    rng = np.random.default_rng(1234)
+    total = np.zeros((256, 256), np.float32)
+    for cells, weight in ((8, 0.5), (32, 0.3), (128, 0.2)):
+        lattice = rng.random((cells, cells)).astype(np.float32)
+        tiled = np.tile(lattice, (3, 3))
+        up = cv2.resize(tiled, (768, 768), interpolation=cv2.INTER_CUBIC)[256:512, 256:512]
+        total += weight * up
+    total -= total.min()
+    return total / total.max()
+
+
+def _noise(u: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    flat_index = (((v * scale).astype(np.int32) & 255) << 8) | ((u * scale).astype(np.int32) & 255)
+    return _noise_texture().ravel().take(flat_index)
+
+
+def _frac(x: np.ndarray) -> np.ndarray:
+    return x - np.floor(x)
+
+
+def _shade(scene: Scene, caster: _Raycaster, objects: list) -> np.ndarray:
+    """Colour every pixel from its hit object, hit point, normal and distance.
+
+    Works on flat index arrays with ``take`` and per-channel tables: numpy's fancy indexing of
+    (N, 3) rows is several times slower and this pass dominates the frame time.
+    """
+    height, width = caster.t.shape
+    obj = caster.obj.ravel()
+    rgb = np.empty((3, height * width), np.float32)
+    dx_all, dy_all, dz_all = caster.dx.ravel(), caster.dy.ravel(), caster.dz.ravel()
+
+    sky_idx = np.flatnonzero(obj < 0)
+    if sky_idx.size:
+        # vertical gradient from horizon haze to zenith blue, faint clouds
+        dx, dy, dz = dx_all.take(sky_idx), dy_all.take(sky_idx), dz_all.take(sky_idx)
+        elevation = dy / np.sqrt(dx * dx + dy * dy + dz * dz)
+        blend = np.clip(elevation * 2.5, 0, 1)
+        cloud = np.zeros_like(blend)
+        if scene.kind == "street":
+            lift = np.maximum(elevation, 0.12)
+            cloud = np.clip(_noise(dx / lift, dz / lift, 20.0) - 0.55, 0, 1) * 1.2 * np.clip(elevation * 8, 0, 1)
+        for c in range(3):
+            rgb[c, sky_idx] = scene.sky_horizon[c] * (1 - blend) + scene.sky_zenith[c] * blend + cloud
+
+    idx = np.flatnonzero(obj >= 0)
+    t = caster.t.ravel().take(idx)
+    px = caster.origin[0] + t * dx_all.take(idx)
+    py = caster.origin[1] + t * dy_all.take(idx)
+    pz = caster.origin[2] + t * dz_all.take(idx)
+    ids = obj.take(idx).astype(np.intp)          # take() converts smaller ints on every call otherwise
+    materials = np.array([o[0] for o in objects], np.int8).take(ids)
+    table = np.stack([o[1] for o in objects]).astype(np.float32)
+    base = [table[:, c].take(ids) for c in range(3)]
+    face = caster.face.ravel().take(idx).astype(np.intp)
+    normal = [_FACE_NORMALS[:, c].take(face) for c in range(3)]
+    curved = np.flatnonzero(face == FACE_CURVED)
+    if curved.size:
+        centres = np.stack([o[2] for o in objects]).astype(np.float32)
+        cid = ids.take(curved)
+        n = [p.take(curved) - centres[:, c].take(cid) for c, p in enumerate((px, py, pz))]
+        n[1] = np.nan_to_num(n[1])                 # vertical cylinders: centre y is nan -> horizontal normal
+        norm = np.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2).clip(1e-6)
+        for c in range(3):
+            normal[c][curved] = n[c] / norm
+    pattern = np.ones_like(t)
+    gloss = np.zeros_like(t)
+
+    def select(material: int) -> np.ndarray:
+        return np.flatnonzero(materials == material)
+
+    m = select(GROUND)
+    if m.size:
+        x, z = px.take(m), pz.take(m)
+        abs_x = np.abs(x)
+        on_road = abs_x < scene.road_half_width_m
+        left, right = scene.sidewalk_outer_m
+        on_sidewalk = ~on_road & (x > -left) & (x < right)
+        centre_line = (abs_x < 0.07) & (_frac(z / 9.0) < 0.4)
+        edge_line = np.abs(abs_x - (scene.road_half_width_m - 0.35)) < 0.08
+        marking = on_road & (centre_line | edge_line)
+        kerb = np.abs(abs_x - scene.road_half_width_m) < 0.15
+        joints = on_sidewalk & (np.minimum(_frac(x / 0.7), _frac(z / 0.7)) < 0.06)
+        for c in range(3):
+            channel = np.where(on_road, scene.asphalt_rgb[c],
+                               np.where(on_sidewalk, scene.sidewalk_rgb[c], scene.verge_rgb[c]))
+            channel = np.where(marking, 0.85, np.where(kerb, 0.7, channel))
+            base[c][m] = channel
+        pattern[m] = (0.75 + 0.5 * _noise(x, z, 40.0)) * np.where(joints, 0.7, 1.0)
+
+    m = select(FACADE)
+    if m.size:
+        f = face.take(m)
+        y = py.take(m)
+        along = np.where(f < 2, pz.take(m), px.take(m)) / scene.window_spacing_m   # coordinate along the facade
+        level = _frac(y / 3.2)                                                      # 3.2 m storeys
+        column = _frac(along)
+        wall = f != 2
+        in_window = (column > 0.3) & (column < 0.72) & (level > 0.3) & (level < 0.8) & (y > 2.5) & wall
+        glass = 0.15 * _noise(along * 3, y, 3.0)
+        for c, window_c in enumerate((0.12, 0.15, 0.2)):
+            base[c][m] = np.where(in_window, window_c + glass, base[c].take(m))
+        band = (np.abs(level - 0.02) < 0.03) & wall
+        pattern[m] = (0.85 + 0.3 * _noise(along * 3, y, 25.0)) * np.where(band, 0.8, 1.0)
+
+    m = select(FOLIAGE)
+    if m.size:
+        pattern[m] = 0.55 + 0.9 * _noise(px.take(m) + pz.take(m), py.take(m), 60.0)
+    m = select(VEHICLE)
+    if m.size:
+        gloss[m] = 0.08 * (face.take(m) != 2)
+    m = select(GLASS)
+    if m.size:
+        pattern[m] = 0.7 + 0.6 * _frac(py.take(m) * 1.3)
+    m = select(FLOOR)
+    if m.size:
+        x, z = px.take(m), pz.take(m)
+        planks = _frac(x / 0.18) < 0.05
+        pattern[m] = 0.8 + 0.25 * _noise(x * 3, z * 0.3, 30.0) - 0.25 * planks
+    m = select(WALL)
+    if m.size:
+        y = py.take(m)
+        pattern[m] = np.where(y < 0.1, 0.6, 0.92 + 0.1 * _noise(px.take(m) + pz.take(m), y, 10.0))
+    m = select(FURNITURE)
+    if m.size:
+        pattern[m] = 0.85 + 0.25 * _noise(px.take(m) + pz.take(m), py.take(m), 15.0)
+
+    sun = scene.sun_direction
+    diffuse = np.clip(normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2], 0.0, 1.0)
+    ambient = 0.45 if scene.kind == "street" else 0.55
+    light = pattern * (ambient + 0.6 * diffuse) + gloss
+    if scene.kind == "indoor":
+        light *= 1.2 / (1.0 + 0.04 * t * t)              # falloff from a light near the camera
+    fog = np.exp(-t / scene.fog_distance_m)
+    haze = 1 - fog
+    light *= fog
+    for c in range(3):
+        rgb[c].put(idx, base[c] * light + scene.sky_horizon[c] * haze)
+    return rgb.reshape(3, height, width)
+
+
+def _bounds(kind: str, params) -> tuple:
+    if kind == "box":
+        return params
+    if kind == "cylinder":
+        cx, cz, radius, y0, y1 = params
+        return (cx - radius, cx + radius, y0, y1, cz - radius, cz + radius)
+    cx, cy, cz, radius = params
+    return (cx - radius, cx + radius, cy - radius, cy + radius, cz - radius, cz + radius)
+
+
+def _distance_to_bounds(point: np.ndarray, bounds) -> float:
+    lo, hi = np.array(bounds[0::2]), np.array(bounds[1::2])
+    return float(np.linalg.norm(np.clip(point, lo, hi) - point))
+
+
+def render_scene(scene: Scene, camera_position: np.ndarray, pitch_deg: float, yaw_deg: float,
+                 intrinsics: np.ndarray, height: int, width: int,
+                 max_depth_m: float = STREET_MAX_DEPTH_M) -> tuple[np.ndarray, np.ndarray]:
+    """Ray-cast one view of ``scene``; returns (rgb uint8 HxWx3, depth_m float32 HxW clipped to max depth)."""
+    caster = _Raycaster(np.asarray(camera_position, np.float32), camera_rotation(pitch_deg, yaw_deg),
+                        intrinsics, height, width)
+    nan = np.float32(np.nan)
+    # objects: (material, rgb, centre for curved normals (y = nan for vertical cylinders))
+    objects: list = []
+    if scene.has_ground:
+        objects.append((GROUND, np.zeros(3, np.float32), np.zeros(3, np.float32)))
+        caster.ground(0)
+    if scene.room is not None:
+        caster.box(scene.room, len(objects), inside=True)
+        objects.append((WALL, scene.wall_rgb, np.zeros(3, np.float32)))
+        room_index = len(objects) - 1
+    # primitives near to far, so the occlusion cull in _visible_region skips hidden ones
+    primitives = [("box", box[:6], box[6], box[7], np.zeros(3, np.float32)) for box in scene.boxes]
+    primitives += [("cylinder", cyl[:5], cyl[5], cyl[6], np.array([cyl[0], nan, cyl[1]], np.float32))
+                   for cyl in scene.cylinders]
+    primitives += [("sphere", sph[:4], sph[4], sph[5], np.array(sph[:3], np.float32)) for sph in scene.spheres]
+    primitives.sort(key=lambda prim: _distance_to_bounds(camera_position, _bounds(prim[0], prim[1])))
+    for kind, params, material, color, centre in primitives:
+        getattr(caster, kind)(params, len(objects))
+        objects.append((material, color, centre))
+    if scene.room is not None:
+        # the room box's floor and ceiling faces become their own materials
+        room_pixels = caster.obj == room_index
+        floor = room_pixels & (caster.face == 2)
+        ceiling = room_pixels & (caster.face == 3)
+        objects.append((FLOOR, scene.floor_rgb, np.zeros(3, np.float32)))
+        caster.obj[floor] = len(objects) - 1
+        objects.append((CEILING, np.array([0.9, 0.9, 0.88], np.float32), np.zeros(3, np.float32)))
+        caster.obj[ceiling] = len(objects) - 1
+    rgb = _shade(scene, caster, objects)
+    depth_m = np.minimum(caster.t, np.float32(max_depth_m))
+    rgb_u8 = cv2.merge([(np.clip(channel, 0, 1) * 255 + 0.5).astype(np.uint8) for channel in rgb])
+    return rgb_u8, depth_m
+
+
+def _draw(rng: np.random.Generator, value: float | None, value_range: tuple[float, float]) -> float:
+    return float(value) if value is not None else float(rng.uniform(*value_range))
+
+
+def render_frame(seed: int, kind: str = "street", height: int | None = None, width: int | None = None,
+                 intrinsics: np.ndarray | None = None, camera_range: CameraRange | None = None,
+                 camera_height_m: float | None = None, camera_pitch_deg: float | None = None,
+                 camera_yaw_deg: float | None = None, max_depth_m: float | None = None) -> SyntheticFrame:
+    """Render a random scene of ``kind`` ("street" | "indoor"), fully determined by ``seed``.
+
+    height, width: image size (default 176x576 street, 240x320 indoor).
+    intrinsics: 3x3 K (default KITTI-like / NYU-like scaled to the size).
+    camera_range: pose ranges (default STREET_TRAIN_CAMERA / INDOOR_TRAIN_CAMERA);
+    camera_height_m / camera_pitch_deg / camera_yaw_deg: fixed values overriding the range.
+    max_depth_m: depth clip and sky depth (default 80 street, 10 indoor).
+    """
+    if kind not in ("street", "indoor"):
+        raise ValueError(f"render_frame: kind must be 'street' or 'indoor', got {kind!r}")
+    street = kind == "street"
+    default_size = DEFAULT_STREET_SIZE if street else DEFAULT_INDOOR_SIZE
+    height = int(height or default_size[0])
+    width = int(width or default_size[1])
+    if intrinsics is None:
+        intrinsics = kitti_like_intrinsics(height, width) if street else nyu_like_intrinsics(height, width)
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    if intrinsics.shape != (3, 3):
+        raise ValueError(f"render_frame: intrinsics must be 3x3, got shape {intrinsics.shape}")
+    camera_range = camera_range or (STREET_TRAIN_CAMERA if street else INDOOR_TRAIN_CAMERA)
+    max_depth_m = float(max_depth_m or (STREET_MAX_DEPTH_M if street else INDOOR_MAX_DEPTH_M))
+
+    rng = np.random.default_rng([int(seed), 0 if street else 1])
+    scene = make_street_scene(rng) if street else make_indoor_scene(rng)
+    cam_h = _draw(rng, camera_height_m, camera_range.height_m)
+    pitch = _draw(rng, camera_pitch_deg, camera_range.pitch_deg)
+    yaw = _draw(rng, camera_yaw_deg, camera_range.yaw_deg)
+    if street:
+        position = np.array([rng.uniform(-0.5, 0.5) * scene.road_half_width_m, cam_h, 0.0])
+    else:
+        x0, x1, _, _, z0, _ = scene.room
+        position = np.array([rng.uniform(x0 + 0.6, x1 - 0.6), cam_h, z0 + rng.uniform(0.2, 0.8)])
+    rgb, depth_m = render_scene(scene, position, pitch, yaw, intrinsics, height, width, max_depth_m)
+    return SyntheticFrame(rgb=rgb, depth_m=depth_m, intrinsics=intrinsics, kind=kind, seed=int(seed),
+                          camera_height_m=cam_h, camera_pitch_deg=pitch, camera_yaw_deg=yaw,
+                          max_depth_m=max_depth_m)
+
+
+# --------------------------------------------------------------------------------------------
+# torch dataset
+
+HELD_OUT_SEED = 1_000_000       # evaluation scenes use seeds from here on; training seeds stay below
+
+
+class SyntheticDepthDataset(Dataset):
+    """Procedural frames as dataset samples (``image``, ``image_cnn``, ``depth``, ``focal``).
+
+    Sample i is the scene of seed ``seed + i`` (the same scene every epoch); train mode augments it
+    afresh each time (rotation, CutFlip, flip, colour jitter, as for KITTI/NYU), test mode returns it as
+    rendered. Keep training seeds below HELD_OUT_SEED; ``evaluate --dataset synthetic`` uses seeds above.
+    """
+
+    def __init__(self, num_samples: int, kind: str = "street", height: int | None = None,
+                 width: int | None = None, seed: int = 0, train: bool = True,
+                 camera_range: CameraRange | None = None, intrinsics: np.ndarray | None = None,
+                 max_depth_m: float | None = None, augment: AugmentConfig | None = None,
+                 cache_frames: bool = False):
+        """num_samples: dataset length; kind: "street" | "indoor"; height/width: render size
+        (default 176x576 street, 240x320 indoor); seed: seed of sample 0; train: augment or not;
+        camera_range / intrinsics / max_depth_m: passed to render_frame; augment: override the
+        default chain (no crops, rotation 1 deg street / 2.5 deg indoor); cache_frames: keep rendered
+        frames in memory (about 0.7 MB each at 176x576) instead of re-rendering every epoch."""
+        if num_samples <= 0:
+            raise ValueError(f"SyntheticDepthDataset: num_samples must be positive, got {num_samples}")
+        self.num_samples = int(num_samples)
+        self.kind = kind
+        default_size = DEFAULT_STREET_SIZE if kind == "street" else DEFAULT_INDOOR_SIZE
+        self.height = int(height or default_size[0])
+        self.width = int(width or default_size[1])
+        self.seed = int(seed)
+        self.train = train
+        self.camera_range = camera_range
+        self.intrinsics = intrinsics
+        self.max_depth_m = max_depth_m
+        if augment is None:
+            augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,
+                                    crop_width=None,
+                                    brightness_range=(0.9, 1.1) if kind == "street" else (0.75, 1.25))
+        self.augment = augment
+        self._cache: dict[int, SyntheticFrame] | None = {} if cache_frames else None
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def frame(self, index: int) -> SyntheticFrame:
+        """The un-augmented rendered frame of sample ``index``."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"SyntheticDepthDataset: index {index} out of range [0, {self.num_samples})")
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        frame = render_frame(self.seed + index, kind=self.kind, height=self.height, width=self.width,
+                             intrinsics=self.intrinsics, camera_range=self.camera_range,
+                             max_depth_m=self.max_depth_m)
+        if self._cache is not None:
+            self._cache[index] = frame
+        return frame
+
+    def __getitem__(self, index: int) -> dict:
+        frame = self.frame(index)
+        image = frame.rgb.astype(np.float32) / 255.0
+        depth_m = frame.depth_m
+        if self.train:
+            image, depth_m = augment_pair(image, depth_m, self.augment, sample_rng())
+        return make_sample(image, depth_m, focal=float(frame.intrinsics[0, 0]))
