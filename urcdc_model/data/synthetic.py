@@ -44,6 +44,7 @@ FACE_CURVED = 6                      # cylinder or sphere: normal recomputed fro
 _NEAR_M = 0.05
 # the 12 edges of a box whose corners are ordered x-major, then y, then z (index = 4x + 2y + z)
 _BOX_EDGES = np.array([[i, i | bit] for bit in (1, 2, 4) for i in range(8) if not i & bit])
+_QUAD_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z
         sky_horizon=np.array([0.85, 0.86, 0.88], np.float32) * rng.uniform(0.9, 1.05),
         fog_distance_m=rng.uniform(150.0, 450.0),
         asphalt_rgb=np.full(3, rng.uniform(0.22, 0.38), np.float32),
-        sidewalk_rgb=_color(rng, 0.5, 0.7),
+        sidewalk_rgb=np.float32(rng.uniform(0.5, 0.68)) * _color(rng, 0.92, 1.05),
         window_spacing_m=rng.uniform(2.2, 3.6),
     )
     end_z = start_z_m + length_m
@@ -247,7 +248,7 @@ def make_indoor_scene(rng: np.random.Generator) -> Scene:
 def camera_rotation(pitch_deg: float, yaw_deg: float) -> np.ndarray:
     """Camera (x right, y up, z forward) to world; positive pitch looks down, positive yaw turns right."""
     pitch, yaw = np.deg2rad(pitch_deg), np.deg2rad(yaw_deg)
-    rot_pitch = np.array([[1, 0, 0], [0, np.cos(pitch), np.sin(pitch)], [0, -np.sin(pitch), np.cos(pitch)]])
+    rot_pitch = np.array([[1, 0, 0], [0, np.cos(pitch), -np.sin(pitch)], [0, np.sin(pitch), np.cos(pitch)]])
     rot_yaw = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
     return rot_yaw @ rot_pitch
 
@@ -268,29 +269,26 @@ class _Raycaster:
         self.dx = r[0, 0] * x_cam + r[0, 1] * y_cam + r[0, 2]
         self.dy = r[1, 0] * x_cam + r[1, 1] * y_cam + r[1, 2]
         self.dz = r[2, 0] * x_cam + r[2, 1] * y_cam + r[2, 2]
-        self.dx, self.dy, self.dz = (np.broadcast_to(a, (height, width)).copy() for a in (self.dx, self.dy, self.dz))
         with np.errstate(divide="ignore"):
-            self.inv = [np.float32(1.0) / np.where(np.abs(a) < 1e-12, np.float32(1e-12), a)
-                        for a in (self.dx, self.dy, self.dz)]
+            # 1/0 = inf is fine: faces are only tested from outside their slab, so t becomes +-inf, no hit
+            self.inv = [np.float32(1.0) / a for a in (self.dx, self.dy, self.dz)]
         self.t = np.full((height, width), np.inf, np.float32)
         self.obj = np.full((height, width), -1, np.int32)
         self.face = np.zeros((height, width), np.int8)
 
-    def screen_rect(self, box_bounds) -> tuple[tuple[slice, slice], float] | None:
-        """Pixel rectangle covering an axis-aligned box, and the box's smallest camera depth.
+    def screen_rect(self, corners: np.ndarray, edges: np.ndarray) -> tuple[tuple[slice, slice], float] | None:
+        """Pixel rectangle covering a convex polytope (corners, edges as index pairs) and its smallest depth.
 
-        The box is clipped against the near plane first (corners in front plus edge crossings), so
-        boxes reaching behind the camera still get a tight rectangle. None when nothing is visible.
+        The polytope is clipped against the near plane first (corners in front plus edge crossings), so
+        geometry reaching behind the camera still gets a tight rectangle. None when nothing is visible.
         """
-        x0, x1, y0, y1, z0, z1 = box_bounds
-        corners = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float64)
         cam = (corners - self.origin) @ self.rotation          # world -> camera (rows times R = R^T p)
         front = cam[:, 2] >= _NEAR_M
         if not front.any():
             return None
         points = cam[front]
         if not front.all():
-            a, b = cam[_BOX_EDGES[:, 0]], cam[_BOX_EDGES[:, 1]]
+            a, b = cam[edges[:, 0]], cam[edges[:, 1]]
             crossing = (a[:, 2] >= _NEAR_M) != (b[:, 2] >= _NEAR_M)
             a, b = a[crossing], b[crossing]
             w = ((_NEAR_M - a[:, 2]) / (b[:, 2] - a[:, 2]))[:, None]
@@ -304,9 +302,9 @@ class _Raycaster:
             return None
         return (slice(r0, r1), slice(c0, c1)), float(points[:, 2].min())
 
-    def _visible_region(self, box_bounds):
-        """Screen rectangle of a box unless everything there is already closer than the box can be."""
-        rect = self.screen_rect(box_bounds)
+    def _visible_region(self, corners: np.ndarray, edges: np.ndarray):
+        """Screen rectangle of a polytope unless everything there is already closer than it can be."""
+        rect = self.screen_rect(corners, edges)
         if rect is None:
             return None
         region, min_depth = rect
@@ -314,61 +312,75 @@ class _Raycaster:
             return None
         return region
 
-    def _commit(self, region, t_hit: np.ndarray, hit: np.ndarray, obj_index: int):
+    def _box_region(self, bounds):
+        x0, x1, y0, y1, z0, z1 = bounds
+        corners = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float64)
+        return self._visible_region(corners, _BOX_EDGES)
+
+    def _commit(self, region, t_hit: np.ndarray, hit: np.ndarray, obj_index: int, face_code: int | None):
         """Write the closer hits into the z-buffer; returns the mask of updated pixels (or None)."""
-        closer = hit & (t_hit < self.t[region])
-        if not closer.any():
-            return None
-        self.t[region][closer] = t_hit[closer]
-        self.obj[region][closer] = obj_index
+        t_region = self.t[region]
+        closer = hit & (t_hit < t_region)
+        np.copyto(t_region, t_hit, where=closer)
+        np.copyto(self.obj[region], obj_index, where=closer)
+        if face_code is not None:
+            np.copyto(self.face[region], face_code, where=closer)
         return closer
 
     def ground(self, obj_index: int) -> None:
         """The plane y = 0 seen from above."""
-        down = self.dy < -1e-9
+        down = self.dy < 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_hit = np.where(down, -self.origin[1] / self.dy, np.inf).astype(np.float32)
-        closer = self._commit((slice(None), slice(None)), t_hit, down, obj_index)
-        if closer is not None:
-            self.face[closer] = 2
+            t_hit = -self.origin[1] * self.inv[1]
+        self._commit((slice(None), slice(None)), t_hit, down, obj_index, 2)
 
-    def box(self, bounds, obj_index: int, inside: bool = False) -> None:
-        """Slab test against an axis-aligned box; ``inside`` = the camera is in the box (room walls)."""
-        x0, x1, y0, y1, z0, z1 = bounds
-        if inside:
-            region = (slice(None), slice(None))
-        else:
-            region = self._visible_region(bounds)
+    def box(self, bounds, obj_index: int) -> None:
+        """An axis-aligned box seen from outside: intersect only its camera-facing faces.
+
+        Each front face is a rectangle on a plane (one division-free multiply per pixel) tested in its
+        own screen rectangle; front faces of a convex box never overlap on screen, so this is exact.
+        """
+        lo, hi = np.array(bounds[0::2], np.float64), np.array(bounds[1::2], np.float64)
+        origin = self.origin.astype(np.float64)
+        directions = (self.dx, self.dy, self.dz)
+        for axis in range(3):
+            if origin[axis] < lo[axis]:
+                plane, face_code = lo[axis], axis * 2 + 1       # outward normal -axis
+            elif origin[axis] > hi[axis]:
+                plane, face_code = hi[axis], axis * 2
+            else:
+                continue
+            u_axis, v_axis = (axis + 1) % 3, (axis + 2) % 3
+            corners = np.empty((4, 3))
+            corners[:, axis] = plane
+            corners[:, u_axis] = (lo[u_axis], hi[u_axis], hi[u_axis], lo[u_axis])
+            corners[:, v_axis] = (lo[v_axis], lo[v_axis], hi[v_axis], hi[v_axis])
+            region = self._visible_region(corners, _QUAD_EDGES)
             if region is None:
-                return
-        ox, oy, oz = self.origin
-        near, far = [], []
-        for lo, hi, o, inv in ((x0, x1, ox, self.inv[0]), (y0, y1, oy, self.inv[1]), (z0, z1, oz, self.inv[2])):
-            inv_r = inv[region]
-            t_lo, t_hi = (np.float32(lo - o)) * inv_r, (np.float32(hi - o)) * inv_r
-            near.append(np.minimum(t_lo, t_hi))
-            far.append(np.maximum(t_lo, t_hi))
-        t_near = np.maximum(np.maximum(near[0], near[1]), near[2])
-        t_far = np.minimum(np.minimum(far[0], far[1]), far[2])
-        if inside:
-            closer = self._commit(region, t_far, t_far > 0, obj_index)
-            bounding, t_hit = far, t_far           # leaving through the nearest far face
-        else:
-            closer = self._commit(region, t_near, (t_near <= t_far) & (t_near > 1e-4), obj_index)
-            bounding, t_hit = near, t_near         # entering through the farthest near face
-        if closer is None:
-            return
-        # face code only for the updated pixels: axis * 2 + (ray direction > 0)
-        t_sel = t_hit[closer]
-        axis = np.where(bounding[0][closer] == t_sel, 0, np.where(bounding[1][closer] == t_sel, 1, 2))
-        direction = np.stack([self.dx[region][closer], self.dy[region][closer], self.dz[region][closer]])
-        positive = np.take_along_axis(direction, axis[None], 0)[0] > 0
-        self.face[region][closer] = (axis * 2 + positive).astype(np.int8)
+                continue
+            t_hit = np.float32(plane - origin[axis]) * self.inv[axis][region]
+            u = origin[u_axis] + t_hit * directions[u_axis][region]
+            v = origin[v_axis] + t_hit * directions[v_axis][region]
+            hit = (u >= lo[u_axis]) & (u <= hi[u_axis]) & (v >= lo[v_axis]) & (v <= hi[v_axis]) & (t_hit > 0)
+            self._commit(region, t_hit, hit, obj_index, face_code)
+
+    def room(self, bounds, obj_index: int) -> None:
+        """The inside of an axis-aligned box around the camera (walls, floor, ceiling): exit distance."""
+        far, codes = [], []
+        for axis, (lo, hi) in enumerate(zip(bounds[0::2], bounds[1::2])):
+            d = (self.dx, self.dy, self.dz)[axis]
+            t_lo, t_hi = (lo - self.origin[axis]) * self.inv[axis], (hi - self.origin[axis]) * self.inv[axis]
+            far.append(np.where(d > 0, t_hi, t_lo))
+            codes.append(np.where(d > 0, axis * 2 + 1, axis * 2))     # inward normal of the exit face
+        first = np.argmin(np.stack(far), axis=0)
+        t_exit = np.choose(first, far)
+        self._commit((slice(None), slice(None)), t_exit, t_exit > 0, obj_index, None)
+        self.face[...] = np.choose(first, codes)
 
     def cylinder(self, params, obj_index: int) -> None:
         """Vertical cylinder side (x - cx)^2 + (z - cz)^2 = r^2 for ymin <= y <= ymax."""
         cx, cz, radius, y0, y1 = params
-        region = self._visible_region((cx - radius, cx + radius, y0, y1, cz - radius, cz + radius))
+        region = self._box_region((cx - radius, cx + radius, y0, y1, cz - radius, cz + radius))
         if region is None:
             return
         dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
@@ -381,14 +393,11 @@ class _Raycaster:
             t_hit = (-b_half - np.sqrt(disc)) / a
         y_hit = self.origin[1] + t_hit * dy
         hit = (disc > 0) & (t_hit > 1e-4) & (y_hit >= y0) & (y_hit <= y1)
-        closer = self._commit(region, t_hit, hit, obj_index)
-        if closer is not None:
-            self.face[region][closer] = FACE_CURVED
+        self._commit(region, t_hit, hit, obj_index, FACE_CURVED)
 
     def sphere(self, params, obj_index: int) -> None:
         cx, cy, cz, radius = params
-        region = self._visible_region((cx - radius, cx + radius, cy - radius, cy + radius,
-                                       cz - radius, cz + radius))
+        region = self._box_region((cx - radius, cx + radius, cy - radius, cy + radius, cz - radius, cz + radius))
         if region is None:
             return
         dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
@@ -398,9 +407,7 @@ class _Raycaster:
         disc = b_half * b_half - a * (ox * ox + oy * oy + oz * oz - radius * radius)
         with np.errstate(invalid="ignore"):
             t_hit = (-b_half - np.sqrt(disc)) / a
-        closer = self._commit(region, t_hit, (disc > 0) & (t_hit > 1e-4), obj_index)
-        if closer is not None:
-            self.face[region][closer] = FACE_CURVED
+        self._commit(region, t_hit, (disc > 0) & (t_hit > 1e-4), obj_index, FACE_CURVED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,123 +438,124 @@ def _frac(x: np.ndarray) -> np.ndarray:
 
 
 def _shade(scene: Scene, caster: _Raycaster, objects: list) -> np.ndarray:
-    """Colour every pixel from its hit object, hit point, normal and distance.
+    """Colour every pixel from its hit object, hit point, normal and distance -> H x W x 3 uint8.
 
-    Works on flat index arrays with ``take`` and per-channel tables: numpy's fancy indexing of
-    (N, 3) rows is several times slower and this pass dominates the frame time.
+    Colour = palette[index] * scalar light + haze, with the palette holding the objects' colours plus
+    a few texture colours (asphalt, markings, windows...). Working on flat arrays with one small
+    ``take`` per channel keeps this pass cheap; (N, 3) fancy indexing is several times slower.
     """
     height, width = caster.t.shape
     obj = caster.obj.ravel()
-    rgb = np.empty((3, height * width), np.float32)
-    dx_all, dy_all, dz_all = caster.dx.ravel(), caster.dy.ravel(), caster.dz.ravel()
+    is_sky = obj < 0
+    t = np.where(is_sky, np.float32(0), caster.t.ravel())
+    dx, dy, dz = caster.dx.ravel(), caster.dy.ravel(), caster.dz.ravel()
+    ox, oy, oz = (float(v) for v in caster.origin)
 
-    sky_idx = np.flatnonzero(obj < 0)
-    if sky_idx.size:
-        # vertical gradient from horizon haze to zenith blue, faint clouds
-        dx, dy, dz = dx_all.take(sky_idx), dy_all.take(sky_idx), dz_all.take(sky_idx)
-        elevation = dy / np.sqrt(dx * dx + dy * dy + dz * dz)
-        blend = np.clip(elevation * 2.5, 0, 1)
-        cloud = np.zeros_like(blend)
-        if scene.kind == "street":
-            lift = np.maximum(elevation, 0.12)
-            cloud = np.clip(_noise(dx / lift, dz / lift, 20.0) - 0.55, 0, 1) * 1.2 * np.clip(elevation * 8, 0, 1)
-        for c in range(3):
-            rgb[c, sky_idx] = scene.sky_horizon[c] * (1 - blend) + scene.sky_zenith[c] * blend + cloud
+    n_obj = len(objects)
+    asphalt, sidewalk, verge, marking, kerb, window = range(n_obj + 1, n_obj + 7)
+    palette = np.stack([scene.sky_horizon] + [o[1] for o in objects] + [
+        scene.asphalt_rgb, scene.sidewalk_rgb, scene.verge_rgb, np.full(3, 0.85), np.full(3, 0.7),
+        np.array([0.12, 0.15, 0.2])]).astype(np.float32)
+    palette_index = (obj + 1).astype(np.intp)
+    materials = np.array([SKY] + [o[0] for o in objects], np.int8).take(palette_index)
+    face = caster.face.ravel().astype(np.intp)
+    diffuse = np.clip(_FACE_NORMALS @ scene.sun_direction, 0, 1).astype(np.float32).take(face)
+    pattern = np.ones(height * width, np.float32)
 
-    idx = np.flatnonzero(obj >= 0)
-    t = caster.t.ravel().take(idx)
-    px = caster.origin[0] + t * dx_all.take(idx)
-    py = caster.origin[1] + t * dy_all.take(idx)
-    pz = caster.origin[2] + t * dz_all.take(idx)
-    ids = obj.take(idx).astype(np.intp)          # take() converts smaller ints on every call otherwise
-    materials = np.array([o[0] for o in objects], np.int8).take(ids)
-    table = np.stack([o[1] for o in objects]).astype(np.float32)
-    base = [table[:, c].take(ids) for c in range(3)]
-    face = caster.face.ravel().take(idx).astype(np.intp)
-    normal = [_FACE_NORMALS[:, c].take(face) for c in range(3)]
     curved = np.flatnonzero(face == FACE_CURVED)
     if curved.size:
-        centres = np.stack([o[2] for o in objects]).astype(np.float32)
-        cid = ids.take(curved)
-        n = [p.take(curved) - centres[:, c].take(cid) for c, p in enumerate((px, py, pz))]
-        n[1] = np.nan_to_num(n[1])                 # vertical cylinders: centre y is nan -> horizontal normal
-        norm = np.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2).clip(1e-6)
-        for c in range(3):
-            normal[c][curved] = n[c] / norm
-    pattern = np.ones_like(t)
-    gloss = np.zeros_like(t)
+        centres = np.stack([np.zeros(3)] + [o[2] for o in objects]).astype(np.float32)
+        cid, tc = palette_index.take(curved), t.take(curved)
+        nx = ox + tc * dx.take(curved) - centres[:, 0].take(cid)
+        ny = np.nan_to_num(oy + tc * dy.take(curved) - centres[:, 1].take(cid))   # cylinders: centre y nan
+        nz = oz + tc * dz.take(curved) - centres[:, 2].take(cid)
+        sun = scene.sun_direction
+        diffuse[curved] = np.clip((nx * sun[0] + ny * sun[1] + nz * sun[2]) / np.sqrt(nx * nx + ny * ny + nz * nz),
+                                  0, 1)
 
-    def select(material: int) -> np.ndarray:
-        return np.flatnonzero(materials == material)
+    def hits(material: int) -> tuple[np.ndarray, np.ndarray]:
+        where = np.flatnonzero(materials == material)
+        return where, t.take(where)
 
-    m = select(GROUND)
+    m, tm = hits(GROUND)
     if m.size:
-        x, z = px.take(m), pz.take(m)
+        x, z = ox + tm * dx.take(m), oz + tm * dz.take(m)
         abs_x = np.abs(x)
         on_road = abs_x < scene.road_half_width_m
         left, right = scene.sidewalk_outer_m
         on_sidewalk = ~on_road & (x > -left) & (x < right)
-        centre_line = (abs_x < 0.07) & (_frac(z / 9.0) < 0.4)
+        index = np.where(on_road, asphalt, np.where(on_sidewalk, sidewalk, verge))
+        centre_line = (abs_x < 0.07) & (_frac(z * (1 / 9.0)) < 0.4)
         edge_line = np.abs(abs_x - (scene.road_half_width_m - 0.35)) < 0.08
-        marking = on_road & (centre_line | edge_line)
-        kerb = np.abs(abs_x - scene.road_half_width_m) < 0.15
-        joints = on_sidewalk & (np.minimum(_frac(x / 0.7), _frac(z / 0.7)) < 0.06)
-        for c in range(3):
-            channel = np.where(on_road, scene.asphalt_rgb[c],
-                               np.where(on_sidewalk, scene.sidewalk_rgb[c], scene.verge_rgb[c]))
-            channel = np.where(marking, 0.85, np.where(kerb, 0.7, channel))
-            base[c][m] = channel
-        pattern[m] = (0.75 + 0.5 * _noise(x, z, 40.0)) * np.where(joints, 0.7, 1.0)
+        index[on_road & (centre_line | edge_line)] = marking
+        index[np.abs(abs_x - scene.road_half_width_m) < 0.15] = kerb
+        palette_index[m] = index
+        grain = 0.75 + 0.5 * _noise(x, z, 40.0)
+        joints = on_sidewalk & (np.minimum(_frac(x * (1 / 0.7)), _frac(z * (1 / 0.7))) < 0.06)
+        grain[joints] *= 0.7
+        pattern[m] = grain
 
-    m = select(FACADE)
+    m, tm = hits(FACADE)
     if m.size:
         f = face.take(m)
-        y = py.take(m)
-        along = np.where(f < 2, pz.take(m), px.take(m)) / scene.window_spacing_m   # coordinate along the facade
-        level = _frac(y / 3.2)                                                      # 3.2 m storeys
+        y = oy + tm * dy.take(m)
+        along_x = np.where(f < 2, oz + tm * dz.take(m), ox + tm * dx.take(m))    # coordinate along the wall
+        along = along_x * (1 / scene.window_spacing_m)
+        level = _frac(y * (1 / 3.2))                                             # 3.2 m storeys
         column = _frac(along)
         wall = f != 2
         in_window = (column > 0.3) & (column < 0.72) & (level > 0.3) & (level < 0.8) & (y > 2.5) & wall
-        glass = 0.15 * _noise(along * 3, y, 3.0)
-        for c, window_c in enumerate((0.12, 0.15, 0.2)):
-            base[c][m] = np.where(in_window, window_c + glass, base[c].take(m))
-        band = (np.abs(level - 0.02) < 0.03) & wall
-        pattern[m] = (0.85 + 0.3 * _noise(along * 3, y, 25.0)) * np.where(band, 0.8, 1.0)
+        palette_index[m[in_window]] = window
+        texture = 0.85 + 0.3 * _noise(along_x, y, 25.0)
+        texture[(np.abs(level - 0.02) < 0.03) & wall] *= 0.8                   # floor slabs
+        texture[in_window] = 0.8 + 1.2 * _noise(along_x[in_window], y[in_window], 3.0)
+        pattern[m] = texture
 
-    m = select(FOLIAGE)
+    m, tm = hits(FOLIAGE)
     if m.size:
-        pattern[m] = 0.55 + 0.9 * _noise(px.take(m) + pz.take(m), py.take(m), 60.0)
-    m = select(VEHICLE)
+        pattern[m] = 0.55 + 0.9 * _noise(ox + tm * (dx.take(m) + dz.take(m)) + oz, oy + tm * dy.take(m), 60.0)
+    m, tm = hits(GLASS)
     if m.size:
-        gloss[m] = 0.08 * (face.take(m) != 2)
-    m = select(GLASS)
+        pattern[m] = 0.7 + 0.6 * _frac((oy + tm * dy.take(m)) * 1.3)
+    m, tm = hits(FLOOR)
     if m.size:
-        pattern[m] = 0.7 + 0.6 * _frac(py.take(m) * 1.3)
-    m = select(FLOOR)
-    if m.size:
-        x, z = px.take(m), pz.take(m)
-        planks = _frac(x / 0.18) < 0.05
-        pattern[m] = 0.8 + 0.25 * _noise(x * 3, z * 0.3, 30.0) - 0.25 * planks
-    m = select(WALL)
-    if m.size:
-        y = py.take(m)
-        pattern[m] = np.where(y < 0.1, 0.6, 0.92 + 0.1 * _noise(px.take(m) + pz.take(m), y, 10.0))
-    m = select(FURNITURE)
-    if m.size:
-        pattern[m] = 0.85 + 0.25 * _noise(px.take(m) + pz.take(m), py.take(m), 15.0)
+        x = ox + tm * dx.take(m)
+        planks = _frac(x * (1 / 0.18)) < 0.05
+        pattern[m] = 0.8 + 0.25 * _noise(x * 3, (oz + tm * dz.take(m)) * 0.3, 30.0) - 0.25 * planks
+    for material, scale in ((WALL, 10.0), (FURNITURE, 15.0)):
+        m, tm = hits(material)
+        if m.size:
+            y = oy + tm * dy.take(m)
+            texture = 0.88 + 0.2 * _noise(ox + oz + tm * (dx.take(m) + dz.take(m)), y, scale)
+            if material == WALL:
+                texture[y < 0.1] = 0.6                                             # skirting board
+            pattern[m] = texture
 
-    sun = scene.sun_direction
-    diffuse = np.clip(normal[0] * sun[0] + normal[1] * sun[1] + normal[2] * sun[2], 0.0, 1.0)
     ambient = 0.45 if scene.kind == "street" else 0.55
-    light = pattern * (ambient + 0.6 * diffuse) + gloss
+    light = pattern * (ambient + 0.6 * diffuse)
     if scene.kind == "indoor":
         light *= 1.2 / (1.0 + 0.04 * t * t)              # falloff from a light near the camera
-    fog = np.exp(-t / scene.fog_distance_m)
-    haze = 1 - fog
-    light *= fog
-    for c in range(3):
-        rgb[c].put(idx, base[c] * light + scene.sky_horizon[c] * haze)
-    return rgb.reshape(3, height, width)
+    fog = 1.0 / (1.0 + t * (1.0 / scene.fog_distance_m))  # aerial perspective (rational, cheaper than exp)
+    light *= fog * 255.0
+    haze = (1.0 - fog) * 255.0
+    channels = [palette[:, c].take(palette_index) * light + haze * scene.sky_horizon[c] for c in range(3)]
+
+    sky = np.flatnonzero(is_sky)
+    if sky.size:
+        # vertical gradient from horizon haze to zenith blue, faint clouds
+        sdx, sdy, sdz = dx.take(sky), dy.take(sky), dz.take(sky)
+        elevation = sdy / np.sqrt(sdx * sdx + sdy * sdy + sdz * sdz)
+        blend = np.clip(elevation * 2.5, 0, 1)
+        cloud = 0.0
+        if scene.kind == "street":
+            lift = np.maximum(elevation, 0.2)             # clouds on a plane overhead, faded at the horizon
+            cloud = (np.clip(_noise(sdx / lift, sdz / lift, 12.0) - 0.55, 0, 1) * 1.2
+                     * np.clip((elevation - 0.04) * 6, 0, 1))
+        for c in range(3):
+            channels[c][sky] = 255.0 * (scene.sky_horizon[c] + (scene.sky_zenith[c] - scene.sky_horizon[c]) * blend
+                                        + cloud)
+    # saturating float -> uint8 conversion and interleave in two OpenCV passes
+    return cv2.merge([cv2.convertScaleAbs(channel.reshape(height, width)) for channel in channels])
 
 
 def _bounds(kind: str, params) -> tuple:
@@ -578,7 +586,7 @@ def render_scene(scene: Scene, camera_position: np.ndarray, pitch_deg: float, ya
         objects.append((GROUND, np.zeros(3, np.float32), np.zeros(3, np.float32)))
         caster.ground(0)
     if scene.room is not None:
-        caster.box(scene.room, len(objects), inside=True)
+        caster.room(scene.room, len(objects))
         objects.append((WALL, scene.wall_rgb, np.zeros(3, np.float32)))
         room_index = len(objects) - 1
     # primitives near to far, so the occlusion cull in _visible_region skips hidden ones
@@ -600,9 +608,7 @@ def render_scene(scene: Scene, camera_position: np.ndarray, pitch_deg: float, ya
         objects.append((CEILING, np.array([0.9, 0.9, 0.88], np.float32), np.zeros(3, np.float32)))
         caster.obj[ceiling] = len(objects) - 1
     rgb = _shade(scene, caster, objects)
-    depth_m = np.minimum(caster.t, np.float32(max_depth_m))
-    rgb_u8 = cv2.merge([(np.clip(channel, 0, 1) * 255 + 0.5).astype(np.uint8) for channel in rgb])
-    return rgb_u8, depth_m
+    return rgb, np.minimum(caster.t, np.float32(max_depth_m))
 
 
 def _draw(rng: np.random.Generator, value: float | None, value_range: tuple[float, float]) -> float:
