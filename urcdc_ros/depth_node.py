@@ -1,0 +1,310 @@
+"""depth_node: camera images in; metric depth, uncertainty and point clouds out.
+
+    ros2 run urcdc_ros depth_node --ros-args -r image:=/camera/image_raw -r camera_info:=/camera/camera_info
+    python -m urcdc_ros.depth_node --ros-args --params-file config/depth.yaml
+
+Subscribes ``image`` (or ``image/compressed``) and ``camera_info``; publishes ``depth`` (32FC1 m,
+REP 118), ``depth/camera_info``, ``depth/uncertainty`` (32FC1 m), ``points`` (organized
+PointCloud2, depth_image_proc layout) and ``depth/colored`` (bgr8), each with the input's stamp and
+frame, plus a status on ``/diagnostics``. Callbacks only hand the newest frame to one worker thread,
+so a model slower than the camera drops stale frames (counted) instead of queueing them.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+
+from urcdc_ros.diagnostics import PipelineStats, status_level, status_values
+from urcdc_ros.image_codec import (
+    ImageDecodeError,
+    colorize_depth,
+    compressed_to_rgb,
+    fill_image_msg,
+    image_to_rgb,
+    make_image_buffer,
+)
+from urcdc_ros.params import DepthNodeParams, ParameterError, declare_parameters
+from urcdc_ros.pointcloud import CameraInfoError, CloudBuilder, fill_cloud_msg, intrinsics_from_camera_info
+
+WARN_EVERY_S = 5.0  # throttle for per-frame warnings
+RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad parameters, model missing or unreadable); the text says why and what to do."""
+
+
+def load_runtime(params: DepthNodeParams) -> Any:
+    """The DepthRuntime for ``params``; any failure becomes a StartupError naming the model and the fix."""
+    try:
+        from urcdc_model.runtime import DepthRuntime
+
+        return DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
+                                      precision=params.precision, input_size=params.input_size,
+                                      num_threads=params.num_threads or None)
+    except Exception as error:  # noqa: BLE001 - every loader failure must reach the user as one clear line
+        raise StartupError(f"cannot load model '{params.model}' (backend={params.backend}, device={params.device}): "
+                           f"{type(error).__name__}: {error}") from error
+
+
+def infer_depth(runtime: Any, rgb: np.ndarray, flip_tta: bool) -> tuple[np.ndarray, np.ndarray]:
+    """depth_m, uncertainty_m at the image's size; with flip_tta, averaged with the mirrored prediction."""
+    depth_m, uncertainty_m = runtime.infer(rgb)
+    if flip_tta:
+        depth_flip, uncertainty_flip = runtime.infer(rgb[:, ::-1])
+        depth_m = 0.5 * (depth_m + depth_flip[:, ::-1])
+        uncertainty_m = 0.5 * (uncertainty_m + uncertainty_flip[:, ::-1])
+    return depth_m, uncertainty_m
+
+
+def mark_invalid_depth(depth_m: np.ndarray, uncertainty_m: np.ndarray, max_depth_m: float) -> None:
+    """In place, REP 117: NaN where the model gave no usable value, +Inf beyond ``max_depth_m`` (0 = none)."""
+    with np.errstate(invalid="ignore"):
+        invalid = ~(depth_m > 0) | np.isnan(uncertainty_m)
+        depth_m[invalid] = np.nan
+        uncertainty_m[invalid] = np.nan
+        if max_depth_m > 0:
+            depth_m[depth_m > max_depth_m] = np.inf
+
+
+class DepthNode(Node):
+    """Thin ROS shell around DepthRuntime and the plain conversion functions."""
+
+    def __init__(self, node_name: str = "depth_node", **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        try:
+            self._params = declare_parameters(self)
+        except ParameterError as error:
+            raise StartupError(f"invalid parameters: {error}") from error
+        params = self._params
+        self._runtime = load_runtime(params)
+        self.get_logger().info(f"model '{params.model}': {self._runtime!r}")
+
+        input_qos = qos_profile_sensor_data if params.input_qos == "sensor_data" else RELIABLE_QOS
+        output_qos = RELIABLE_QOS if params.output_qos == "reliable" else qos_profile_sensor_data
+        self._depth_pub = self.create_publisher(Image, "depth", output_qos)
+        self._info_pub = self.create_publisher(CameraInfo, "depth/camera_info", output_qos)
+        self._uncertainty_pub = self.create_publisher(Image, "depth/uncertainty", output_qos)
+        self._points_pub = self.create_publisher(PointCloud2, "points", output_qos)
+        self._colored_pub = self.create_publisher(Image, "depth/colored", output_qos)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if params.input_transport == "compressed":
+            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos)
+        else:
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, input_qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
+
+        self._stats = PipelineStats()
+        self._pending: tuple[Any, float] | None = None
+        self._pending_lock = threading.Lock()
+        self._frame_ready = threading.Event()
+        self._camera_info: CameraInfo | None = None
+        self._camera_info_problem: str | None = None
+        self._last_warning_s: dict[str, float] = {}
+        self._buffers: dict[str, Any] = {}
+        self._cloud_builder = CloudBuilder()
+        self._rejected_at_last_status = 0
+
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(params.diagnostics_period_s, self._publish_diagnostics)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"listening on {self._image_sub.topic_name} ({params.input_qos}); "
+                               f"publishing {self._depth_pub.topic_name} and siblings ({params.output_qos})")
+
+    # -- callbacks: cheap, hand over to the worker --------------------------------------------
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        with self._pending_lock:
+            replaced = self._pending is not None
+            self._pending = (msg, time.monotonic())
+        self._stats.frame_received(replaced_pending=replaced)
+        self._frame_ready.set()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_set_parameters(self, changes: list[Any]) -> SetParametersResult:
+        try:
+            updated = self._params.replace(**{p.name: p.value for p in changes})
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self._params = updated  # one reference swap: the worker sees old or new values, never a mix
+        return SetParametersResult(successful=True)
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while self._running:
+            if not self._frame_ready.wait(timeout=0.1):
+                continue
+            with self._pending_lock:
+                pending, self._pending = self._pending, None
+                self._frame_ready.clear()
+            if pending is None:
+                continue
+            try:
+                self.process(*pending)
+            except Exception as error:  # noqa: BLE001 - one bad frame must never stop the node
+                self._stats.frame_rejected()
+                self._warn("process", f"frame dropped: {type(error).__name__}: {error}")
+
+    def process(self, msg: Image | CompressedImage, received_s: float) -> bool:
+        """Run one frame through the model and publish what is subscribed; False when it was dropped."""
+        params = self._params
+        want_depth = params.publish_depth and self._depth_pub.get_subscription_count() > 0
+        want_info = params.publish_depth and self._info_pub.get_subscription_count() > 0
+        want_uncertainty = params.publish_uncertainty and self._uncertainty_pub.get_subscription_count() > 0
+        want_points = params.publish_points and self._points_pub.get_subscription_count() > 0
+        want_colored = params.publish_colored and self._colored_pub.get_subscription_count() > 0
+        if not (want_depth or want_info or want_uncertainty or want_points or want_colored):
+            self._stats.frame_skipped()
+            return False
+        try:
+            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        except ImageDecodeError as error:
+            self._stats.frame_rejected()
+            self._warn("decode", f"frame dropped, bad image on {self._image_sub.topic_name}: {error}")
+            return False
+
+        inference_start_s = time.monotonic()
+        depth_out, uncertainty_out = infer_depth(self._runtime, rgb, params.flip_tta)
+        inference_ms = (time.monotonic() - inference_start_s) * 1e3
+        height, width = rgb.shape[:2]
+        if depth_out.shape != (height, width) or uncertainty_out.shape != (height, width):
+            raise RuntimeError(f"model returned {depth_out.shape}/{uncertainty_out.shape} for a {width}x{height} image")
+        depth_m = self._buffer("depth", height, width, "32FC1")
+        uncertainty_m = self._buffer("uncertainty", height, width, "32FC1")
+        np.copyto(depth_m.view, depth_out)
+        np.copyto(uncertainty_m.view, uncertainty_out)
+        mark_invalid_depth(depth_m.view, uncertainty_m.view, params.max_depth_m)
+
+        header = Header(stamp=msg.header.stamp, frame_id=params.frame_id or msg.header.frame_id)
+        if want_depth:
+            self._depth_pub.publish(fill_image_msg(Image(check_fields=True), depth_m, "32FC1", header))
+        if want_uncertainty:
+            self._uncertainty_pub.publish(fill_image_msg(Image(check_fields=True), uncertainty_m, "32FC1", header))
+        intrinsics = self._intrinsics_for(width, height) if (want_info or want_points) else None
+        if intrinsics is not None and want_info:
+            self._info_pub.publish(self._output_camera_info(header))
+        if intrinsics is not None and want_points:
+            payload = self._cloud_builder.build(
+                depth_m.view, intrinsics, stride=params.cloud_stride, rgb=rgb if params.cloud_rgb else None,
+                uncertainty_m=uncertainty_m.view, max_uncertainty_m=params.max_uncertainty_m,
+                max_relative_uncertainty=params.max_relative_uncertainty)
+            self._points_pub.publish(fill_cloud_msg(PointCloud2(check_fields=True), payload, header))
+        if want_colored:
+            colored = self._buffer("colored", height, width, "bgr8")
+            colorize_depth(depth_m.view, params.max_depth_m or self._runtime.max_depth, out_bgr=colored.view)
+            self._colored_pub.publish(fill_image_msg(Image(check_fields=True), colored, "bgr8", header))
+        self._stats.frame_published((time.monotonic() - received_s) * 1e3, inference_ms)
+        return True
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _buffer(self, key: str, height: int, width: int, encoding: str) -> Any:
+        """A reused output buffer; reallocated only when the image size changes."""
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.view.shape[:2] != (height, width):
+            buffer = self._buffers[key] = make_image_buffer(height, width, encoding)
+        return buffer
+
+    def _intrinsics_for(self, width: int, height: int) -> Any:
+        """Intrinsics of the latest camera_info if it fits this image, else None (with a warning)."""
+        info = self._camera_info
+        if info is None:
+            self._camera_info_problem = f"no camera_info on {self._camera_info_topic()}: publishing depth, no cloud"
+            self._warn("no_camera_info", self._camera_info_problem, once=True)
+            return None
+        try:
+            intrinsics = intrinsics_from_camera_info(info)
+            if (intrinsics.width, intrinsics.height) != (width, height):
+                raise CameraInfoError(f"camera_info is {intrinsics.width}x{intrinsics.height}, "
+                                      f"the image {width}x{height}")
+        except CameraInfoError as error:
+            self._camera_info_problem = f"unusable camera_info ({error}): no cloud or depth/camera_info"
+            self._warn("bad_camera_info", self._camera_info_problem)
+            return None
+        self._camera_info_problem = None
+        return intrinsics
+
+    def _output_camera_info(self, header: Header) -> CameraInfo:
+        info = self._camera_info
+        return CameraInfo(header=header, height=info.height, width=info.width,
+                          distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
+                          binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
+
+    def _camera_info_topic(self) -> str:
+        return self.resolve_topic_name("camera_info")
+
+    def _warn(self, key: str, text: str, once: bool = False) -> None:
+        """A warning at most every WARN_EVERY_S per kind (or once per run)."""
+        now = time.monotonic()
+        last = self._last_warning_s.get(key)
+        if last is not None and (once or now - last < WARN_EVERY_S):
+            return
+        self._last_warning_s[key] = now
+        self.get_logger().warning(text)
+
+    def _publish_diagnostics(self) -> None:
+        snap = self._stats.snapshot()
+        level, message = status_level(snap, self._rejected_at_last_status, self._camera_info_problem)
+        self._rejected_at_last_status = snap.rejected
+        status = DiagnosticStatus(
+            level=bytes([level]), name=f"{self.get_fully_qualified_name()}: depth pipeline", message=message,
+            hardware_id=f"urcdc {self._runtime.backend}/{self._runtime.device}",
+            values=[KeyValue(key=k, value=v) for k, v in status_values(snap)])
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array_msg)
+
+    @property
+    def stats(self) -> PipelineStats:
+        return self._stats
+
+    @property
+    def runtime(self) -> Any:
+        return self._runtime
+
+    def destroy_node(self) -> None:
+        self._running = False
+        self._frame_ready.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """rclpy.init, spin until Ctrl-C or shutdown, clean exit; 1 with a one-line reason when start-up fails."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthNode()
+        rclpy.spin(node)
+    except StartupError as error:
+        rclpy.logging.get_logger("depth_node").fatal(str(error))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
