@@ -1,0 +1,457 @@
+"""Replay a bag into the depth node over real DDS and report speed, drops and accuracy.
+
+    python -m urcdc_ros.bag_bench --bag drive_0001 --report runs/drive_0001 --launch-node
+    python -m urcdc_ros.bag_bench --bag my.mcap_dir --report out --node-namespace /front \\
+        --image-topic /cam/image_raw --info-topic /cam/camera_info --gt-topic ''
+
+The bag is preloaded (decoding stays out of the measurement), then each frame's camera_info and
+image are published to ``<ns>/camera_info`` and ``<ns>/image`` with the bag's header stamps.
+Outputs on ``<ns>/depth`` and ``<ns>/depth/uncertainty`` are matched to inputs by header stamp;
+latency is publish → receive in this process. ``--rate R`` publishes at R times the recorded
+rate (open loop: a node slower than the camera drops frames, and the report counts them);
+``--max-rate`` publishes each frame as soon as the previous one's outputs arrived (closed loop:
+the node's best-case latency and sustained throughput). A few warm-up frames, stamped outside the
+bag's range, go first and are not counted.
+
+The tool uses the caller's ROS environment (domain, discovery range, RMW); it only sets
+FASTDDS_DEFAULT_PROFILES_FILE to the shipped large-data profile when it is unset, because with
+Fast DDS's default transports multi-MB images are lost between processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT_INFO_TOPIC, BagContents,
+                                  BagFrame, BagTopicError, load_bag)
+from urcdc_ros.bag_report import FrameScorer, ReplayTiming, build_report, print_summary, write_report
+
+PACKAGE = "urcdc_ros"
+FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+LAUNCHED_NODE_NAMESPACE = "/urcdc_bench"
+WARMUP_STAMP_OFFSET_NS = 1_000_000_000  # warm-up frames are stamped this far before the bag's first frame
+
+
+def package_config_file(name: str) -> Path | None:
+    """A file of ``config/`` from the source checkout, else from the installed share folder."""
+    candidates = [Path(__file__).resolve().parents[1] / "config" / name,
+                  Path(sys.prefix) / "share" / PACKAGE / "config" / name]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / name)
+    except Exception:  # not in a ROS workspace: the other places are enough
+        pass
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def apply_fastdds_profile(env: dict[str, str] | os._Environ = os.environ) -> str | None:
+    """Point Fast DDS at the large-data profile unless the user chose one; returns the profile in use."""
+    if env.get(FASTDDS_PROFILE_ENV):
+        return env[FASTDDS_PROFILE_ENV]
+    profile = package_config_file("fastdds_large_data.xml")
+    if profile is not None:
+        env[FASTDDS_PROFILE_ENV] = str(profile)
+        return str(profile)
+    return None
+
+
+def join_topic(namespace: str, name: str) -> str:
+    namespace = "/" + namespace.strip("/")
+    return f"{namespace.rstrip('/')}/{name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The node under test, when we start it
+
+
+class NodeProcess:
+    """``python -m urcdc_ros.depth_node`` in a namespace, with its log in a file; stopped with SIGINT."""
+
+    def __init__(self, namespace: str, log_path: Path, params_file: Path | None = None,
+                 node_params: Sequence[str] = (), module: str = "urcdc_ros.depth_node"):
+        self.log_path = log_path
+        params_file = params_file or package_config_file("depth.yaml")
+        command = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
+        if params_file is not None:
+            command += ["--params-file", str(params_file)]
+        for assignment in node_params:
+            command += ["-p", assignment]
+        self.command = command
+        env = dict(os.environ)
+        apply_fastdds_profile(env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def check_alive(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            raise RuntimeError(f"the depth node exited with code {code} before answering; its log "
+                               f"({self.log_path}) ends with:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> "NodeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay
+
+
+@dataclass
+class ReplayOptions:
+    """How frames are sent: ``rate`` × recorded speed (open loop) or, with rate None, closed loop."""
+
+    rate: float | None = 1.0
+    node_namespace: str = "/"
+    reliable: bool = True  # reliable publishers also reach best-effort subscribers
+    warmup_frames: int = 2
+    startup_timeout_s: float = 180.0  # model loading on a busy CPU can take a while
+    frame_timeout_s: float = 30.0  # closed loop: give up on a frame after this long
+    drain_timeout_s: float = 10.0  # open loop: wait this long after the last publish for late outputs
+    wait_for_uncertainty: bool = True
+
+
+@dataclass
+class _Arrivals:
+    depth_s: dict[int, float] = field(default_factory=dict)
+    uncertainty_s: dict[int, float] = field(default_factory=dict)
+
+
+class _ReplayNode:
+    """Publishers for the node's inputs, subscriptions to its outputs; callbacks only record and score."""
+
+    def __init__(self, context, options: ReplayOptions, scorer: FrameScorer, expected_stamps: set[int]):
+        from rclpy.node import Node
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+
+        self.node = Node("urcdc_bag_bench", context=context)
+        ns = options.node_namespace
+        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                             reliability=ReliabilityPolicy.RELIABLE if options.reliable
+                             else ReliabilityPolicy.BEST_EFFORT)
+        self.image_topic, self.info_topic = join_topic(ns, "image"), join_topic(ns, "camera_info")
+        self.depth_topic, self.uncertainty_topic = join_topic(ns, "depth"), join_topic(ns, "depth/uncertainty")
+        self.image_pub = self.node.create_publisher(Image, self.image_topic, pub_qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, self.info_topic, pub_qos)
+        # Best effort matches both best-effort and reliable publishers of the node under test.
+        self.node.create_subscription(Image, self.depth_topic, self._on_depth, qos_profile_sensor_data)
+        self.node.create_subscription(Image, self.uncertainty_topic, self._on_uncertainty, qos_profile_sensor_data)
+        self.scorer = scorer
+        self.expected = expected_stamps
+        self.arrivals = _Arrivals()
+        self.warmup_arrivals = _Arrivals()
+        self.changed = threading.Condition()
+
+    @staticmethod
+    def _stamp(msg) -> int:
+        return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+    def _record(self, msg, kind: str) -> None:
+        now_s = time.perf_counter()
+        stamp = self._stamp(msg)
+        with self.changed:
+            if stamp in self.expected:
+                book = self.arrivals.depth_s if kind == "depth" else self.arrivals.uncertainty_s
+                if stamp in book:
+                    return  # a duplicate cannot be newer news
+                book[stamp] = now_s
+            else:
+                book = self.warmup_arrivals.depth_s if kind == "depth" else self.warmup_arrivals.uncertainty_s
+                book.setdefault(stamp, now_s)
+                self.changed.notify_all()
+                return
+            self.changed.notify_all()
+        # Scoring outside the lock; the receive time is already taken.
+        self.scorer.add_output(stamp, kind, msg)
+
+    def _on_depth(self, msg) -> None:
+        self._record(msg, "depth")
+
+    def _on_uncertainty(self, msg) -> None:
+        self._record(msg, "uncertainty")
+
+
+def _to_ros_messages(frame: BagFrame, stamp_ns: int):
+    """The rclpy Image and CameraInfo of a preloaded frame, stamped ``stamp_ns``."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                    frame_id=frame.frame_id)
+    image = Image(header=header, height=frame.height, width=frame.width, encoding=frame.encoding,
+                  is_bigendian=int(frame.pixels.dtype.byteorder == ">"), step=frame.pixels.strides[0])
+    image.data = frame.pixels.tobytes()
+    info = None
+    if frame.camera_info is not None:
+        ci = frame.camera_info
+        info = CameraInfo(header=header, width=ci.width, height=ci.height, distortion_model=ci.distortion_model,
+                          binning_x=ci.binning_x, binning_y=ci.binning_y)
+        info.header.frame_id = ci.frame_id or frame.frame_id
+        info.d = ci.d.tolist()
+        info.k, info.r, info.p = ci.k, ci.r, ci.p
+    return image, info
+
+
+def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
+           node_process: NodeProcess | None = None) -> ReplayTiming:
+    """Publish every frame of ``contents`` to the node and wait for its outputs."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    frames = contents.frames
+    stamps = [f.stamp_ns for f in frames]
+    if len(set(stamps)) != len(stamps):
+        raise ValueError(f"{contents.path}: {contents.image_topic} has repeated header stamps; outputs are "
+                         "matched to inputs by stamp, so each frame needs its own")
+    apply_fastdds_profile()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    replay_node = _ReplayNode(context, options, scorer, set(stamps))
+    executor.add_node(replay_node.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    timing = ReplayTiming(stamps_ns=stamps)
+    try:
+        messages = [_to_ros_messages(f, f.stamp_ns) for f in frames]
+        expect_uncertainty = _warm_up(replay_node, frames[0], options, node_process)
+        timing.uncertainty_expected = expect_uncertainty
+        scorer.expect_uncertainty = expect_uncertainty
+        if options.rate is None:
+            _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing)
+        else:
+            _open_loop(replay_node, messages, stamps, options, expect_uncertainty, timing)
+        with replay_node.changed:
+            timing.depth_received_s = dict(replay_node.arrivals.depth_s)
+            timing.uncertainty_received_s = dict(replay_node.arrivals.uncertainty_s)
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        replay_node.node.destroy_node()
+        context.try_shutdown()
+        spinner.join(timeout=5.0)
+    return timing
+
+
+def _publish(replay_node: _ReplayNode, image, info) -> None:
+    if info is not None:
+        replay_node.info_pub.publish(info)
+    replay_node.image_pub.publish(image)
+
+
+def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
+             node_process: NodeProcess | None) -> bool:
+    """Send warm-up frames until the node answers; returns whether it publishes uncertainty."""
+    node = replay_node.node
+    deadline = time.monotonic() + options.startup_timeout_s
+    base_stamp = frame.stamp_ns - WARMUP_STAMP_OFFSET_NS
+    answered = 0
+    attempt = 0
+    while answered < max(options.warmup_frames, 1):
+        stamp = base_stamp - attempt * 1_000_000
+        attempt += 1
+        image, info = _to_ros_messages(frame, stamp)
+        # Publishing before the node's subscription exists would be lost: wait for it to match.
+        while replay_node.image_pub.get_subscription_count() == 0:
+            _check_deadline(deadline, node_process, options, f"no subscriber on {replay_node.image_topic}")
+            time.sleep(0.1)
+        _publish(replay_node, image, info)
+        wait_until = time.monotonic() + 5.0
+        with replay_node.changed:
+            while stamp not in replay_node.warmup_arrivals.depth_s and time.monotonic() < wait_until:
+                replay_node.changed.wait(timeout=0.2)
+            got = stamp in replay_node.warmup_arrivals.depth_s
+        if got:
+            answered += 1
+        else:
+            _check_deadline(deadline, node_process, options,
+                            f"no answer on {replay_node.depth_topic} to frames on {replay_node.image_topic}")
+    expect_uncertainty = options.wait_for_uncertainty and node.count_publishers(replay_node.uncertainty_topic) > 0
+    if expect_uncertainty:  # let the last warm-up uncertainty arrive so it cannot be mistaken for a late one
+        time.sleep(0.2)
+    return expect_uncertainty
+
+
+def _check_deadline(deadline: float, node_process: NodeProcess | None, options: ReplayOptions, what: str) -> None:
+    if node_process is not None:
+        node_process.check_alive()
+    if time.monotonic() > deadline:
+        hint = (f"; node log {node_process.log_path}:\n{node_process.log_tail()}" if node_process is not None
+                else f"; is the depth node running in namespace '{options.node_namespace}' "
+                     "(--node-namespace), on this ROS_DOMAIN_ID, with the same Fast DDS profile?")
+        raise TimeoutError(f"{what} after {options.startup_timeout_s:.0f} s{hint}")
+
+
+def _frame_done(replay_node: _ReplayNode, stamp: int, expect_uncertainty: bool) -> bool:
+    arrivals = replay_node.arrivals
+    return stamp in arrivals.depth_s and (not expect_uncertainty or stamp in arrivals.uncertainty_s)
+
+
+def _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming) -> None:
+    for (image, info), stamp in zip(messages, stamps):
+        timing.sent_s[stamp] = time.perf_counter()
+        _publish(replay_node, image, info)
+        deadline = time.monotonic() + options.frame_timeout_s
+        with replay_node.changed:
+            while not _frame_done(replay_node, stamp, expect_uncertainty) and time.monotonic() < deadline:
+                replay_node.changed.wait(timeout=0.1)
+
+
+def _open_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming) -> None:
+    start_s = time.perf_counter()
+    for (image, info), stamp in zip(messages, stamps):
+        target_s = start_s + (stamp - stamps[0]) / 1e9 / options.rate
+        while (delay := target_s - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.05))
+        timing.sent_s[stamp] = time.perf_counter()
+        _publish(replay_node, image, info)
+    deadline = time.monotonic() + options.drain_timeout_s
+    with replay_node.changed:
+        while time.monotonic() < deadline and not all(
+                _frame_done(replay_node, s, expect_uncertainty) for s in stamps):
+            replay_node.changed.wait(timeout=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# One call for the CLI, the demo and the tests
+
+
+def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAULT_IMAGE_TOPIC,
+              info_topic: str | None = DEFAULT_INFO_TOPIC, gt_topic: str | None = None,
+              options: ReplayOptions | None = None, launch_node: bool = False, params_file: Path | None = None,
+              node_params: Sequence[str] = (), max_frames: int | None = None, crop: str = "garg",
+              min_depth_m: float = 1e-3, max_depth_m: float = 80.0, verbose: bool = True,
+              node_process: NodeProcess | None = None) -> dict:
+    """Load ``bag``, replay it into the node (started here when ``launch_node``), write the report.
+
+    node_process: a node the caller started (watched for crashes, left running).
+
+    Returns the report dictionary (also written to ``report_dir/report.json``).
+    """
+    options = options or ReplayOptions()
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    contents = load_bag(bag, image_topic=image_topic, info_topic=info_topic, gt_topic=gt_topic,
+                        max_frames=max_frames)
+    if verbose:
+        print(f"{contents.path}: {len(contents.frames)} frames of {contents.image_topic} "
+              f"({contents.frames[0].width}x{contents.frames[0].height}, {contents.frames[0].encoding}), "
+              f"{contents.frames_with_gt} with ground truth", flush=True)
+    scorer = FrameScorer(contents, crop=crop, min_depth_m=min_depth_m, max_depth_m=max_depth_m)
+    own_process = None
+    if launch_node:
+        if options.node_namespace in ("", "/"):
+            options.node_namespace = LAUNCHED_NODE_NAMESPACE
+        own_process = node_process = NodeProcess(options.node_namespace, report_dir / "node.log", params_file,
+                                                 node_params)
+    try:
+        timing = replay(contents, options, scorer, node_process)
+    finally:
+        if own_process is not None:
+            own_process.stop()
+    report = build_report(contents, timing, scorer, options_summary={
+        "mode": "max-rate (closed loop)" if options.rate is None else f"rate {options.rate:g}x (open loop)",
+        "node_namespace": options.node_namespace, "launched_node": launch_node,
+        "qos": "reliable" if options.reliable else "best_effort"})
+    write_report(report, contents, scorer, report_dir)
+    if verbose:
+        print_summary(report)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="urcdc-bag-bench",
+        description="Replay a bag into the depth node; report latency, FPS, drops, KITTI metrics and "
+                    "uncertainty calibration.")
+    parser.add_argument("--bag", required=True, type=Path, help="rosbag2 folder (mcap/sqlite3) or ROS 1 .bag")
+    parser.add_argument("--report", required=True, type=Path, help="folder for report.json, report.md, PNGs")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, default=1.0,
+                      help="publish at this multiple of the recorded rate (open loop; default 1.0)")
+    pace.add_argument("--max-rate", action="store_true",
+                      help="publish each frame as soon as the previous frame's outputs arrived (closed loop)")
+    parser.add_argument("--image-topic", default=DEFAULT_IMAGE_TOPIC, help="Image or CompressedImage topic in the bag")
+    parser.add_argument("--info-topic", default=DEFAULT_INFO_TOPIC,
+                        help="CameraInfo topic in the bag ('' = publish images only)")
+    parser.add_argument("--gt-topic", default=None,
+                        help=f"ground-truth depth topic (32FC1 m or 16UC1 mm); default {DEFAULT_GT_TOPIC} "
+                             "when the bag has it; '' = no accuracy metrics")
+    parser.add_argument("--launch-node", action="store_true",
+                        help=f"start python -m urcdc_ros.depth_node (namespace {LAUNCHED_NODE_NAMESPACE} "
+                             "unless --node-namespace) and stop it afterwards")
+    parser.add_argument("--node-namespace", default="/",
+                        help="namespace of the node: frames go to <ns>/image, <ns>/camera_info; outputs "
+                             "are read from <ns>/depth, <ns>/depth/uncertainty")
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="parameters for the launched node (default config/depth.yaml)")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="extra parameter for the launched node, repeatable")
+    parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
+                        help="reliability of the image publisher")
+    parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
+    parser.add_argument("--crop", choices=("garg", "eigen", "none"), default="garg",
+                        help="evaluation crop for the metrics (KITTI: garg)")
+    parser.add_argument("--min-depth", type=float, default=1e-3, help="metrics: minimum GT depth in m")
+    parser.add_argument("--max-depth", type=float, default=80.0, help="metrics: maximum GT depth in m (KITTI 80)")
+    parser.add_argument("--startup-timeout", type=float, default=180.0,
+                        help="seconds to wait for the node's first answer")
+    parser.add_argument("--drain-timeout", type=float, default=10.0,
+                        help="open loop: seconds to wait for outputs after the last frame")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.max_rate and args.rate <= 0:
+        print("error: --rate must be > 0 (or use --max-rate)", file=sys.stderr)
+        return 2
+    options = ReplayOptions(rate=None if args.max_rate else args.rate, node_namespace=args.node_namespace,
+                            reliable=args.qos == "reliable", startup_timeout_s=args.startup_timeout,
+                            drain_timeout_s=args.drain_timeout)
+    try:
+        run_bench(args.bag, args.report, image_topic=args.image_topic, info_topic=args.info_topic,
+                  gt_topic=args.gt_topic, options=options, launch_node=args.launch_node,
+                  params_file=args.params_file, node_params=args.node_param, max_frames=args.max_frames,
+                  crop=args.crop, min_depth_m=args.min_depth, max_depth_m=args.max_depth)
+    except (BagTopicError, FileNotFoundError, ValueError, TimeoutError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
