@@ -1,0 +1,220 @@
+"""Loading and saving URCDC-Depth weights.
+
+Reads our safetensors files (weights + JSON config and metadata) and the official checkpoints
+(``model_kittieigen.ckpt`` / ``model_nyu.ckpt``: ``{'model': ...}`` with DataParallel ``module.``
+prefixes; also ``{'state_dict': ...}`` or bare dicts) through ``torch.load(weights_only=True)``,
+never plain pickle. Without a stored config the variant is inferred from the key shapes.
+A deploy model (``with_cnn=False``) loads the Transformer keys strictly and ignores the CNN keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .models import VARIANTS, ModelConfig, URCDCDepth
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
+DEFAULT_MAX_DEPTH_M = 80.0  # for official checkpoints, which store no config: KITTI 80 m, NYU 10 m
+
+# Keys of the CNN branch (training only); everything else is the deployed Transformer branch.
+CNN_KEY_PREFIXES = ("backbone.base_model.", "backbone.fusion", "decoder2.", "last_layer_depth.", "last_layer_uncer.")
+
+_CONFIG_KEY = "urcdc_config"
+_META_KEY = "urcdc_meta"
+_TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+def resolve_checkpoint(checkpoint: str | Path) -> Path:
+    """``"default"`` -> the embedded default weights; otherwise the path, which must exist."""
+    if str(checkpoint) == "default":
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise FileNotFoundError(
+                f"default checkpoint {DEFAULT_CHECKPOINT} is missing: the embedded nano model has not been "
+                "trained into the package yet (see README, Training), or pass --checkpoint PATH")
+        return DEFAULT_CHECKPOINT
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    return path
+
+
+def is_cnn_key(key: str) -> bool:
+    """True for CNN-branch keys (ignored by the deploy model)."""
+    return key.startswith(CNN_KEY_PREFIXES)
+
+
+def read_checkpoint(checkpoint: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    """(state_dict with official key names, stored config dict or None, metadata dict)."""
+    path = resolve_checkpoint(checkpoint)
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, map_location)
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/foreign files
+        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
+                              "the file is corrupt or not a .ckpt/.pth state dict") from exc
+    return unwrap_state_dict(raw, source=str(path)), None, {}
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any]]:
+    device = str(map_location) if not isinstance(map_location, str) else map_location
+    try:
+        with safe_open(str(path), framework="pt", device=device) as f:
+            header = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: cannot read as safetensors ({exc}); the file is corrupt or truncated") from exc
+    try:
+        config = json.loads(header[_CONFIG_KEY]) if _CONFIG_KEY in header else None
+        meta = json.loads(header[_META_KEY]) if _META_KEY in header else {}
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata field '{_CONFIG_KEY}'/'{_META_KEY}' is not valid JSON ({exc})") from exc
+    return unwrap_state_dict(state, source=str(path)), config, meta
+
+
+def unwrap_state_dict(raw: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Accept ``{'model': sd}``, ``{'state_dict': sd}`` or a bare sd; strip DataParallel ``module.``."""
+    state = raw
+    for wrapper in ("model", "state_dict"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            break
+    if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source}: no state dict found (expected {{'model': ...}}, {{'state_dict': ...}} "
+                              "or a dict of tensors)")
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_MAX_DEPTH_M) -> ModelConfig:
+    """Reconstruct the ModelConfig of an official-layout state dict from its key shapes."""
+    try:
+        embed_dim = state["backbone.patch_embed.proj.weight"].shape[0]
+        patch_size = state["backbone.patch_embed.proj.weight"].shape[-1]
+        depths = tuple(_count_indices(state, f"backbone.layers.{i}.blocks.") for i in range(4))
+        num_heads = tuple(state[f"backbone.layers.{i}.blocks.0.attn.relative_position_bias_table"].shape[1]
+                          for i in range(4))
+        table_rows = state["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
+        crf_dims = tuple(state[f"crf{k}.norm_crf.weight"].shape[0] for k in range(4))
+        crf_heads = tuple(state[f"crf{k}.crf_layer.blocks.0.attn.relative_position_bias_table"].shape[1]
+                          for k in range(4))
+        crf_rows = state["crf0.crf_layer.blocks.0.attn.relative_position_bias_table"].shape[0]
+        psp_channels = state["decoder.bottleneck.conv.weight"].shape[0]
+        mlp_hidden = state["backbone.layers.0.blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"state dict lacks {exc}: not a URCDC-Depth / NeWCRFs checkpoint "
+                              "(keys like backbone.patch_embed.proj.weight, crf0.norm_crf.weight expected)") from exc
+    fields: dict[str, Any] = dict(
+        embed_dim=embed_dim, patch_size=patch_size, depths=depths, num_heads=num_heads,
+        window_size=_window_from_table(table_rows), mlp_ratio=mlp_hidden / embed_dim,
+        psp_channels=psp_channels, psp_gn_groups=psp_channels // 2, crf_dims=crf_dims, crf_num_heads=crf_heads,
+        crf_window_size=_window_from_table(crf_rows), max_depth=float(max_depth))
+    with_cnn = "backbone.base_model.conv0.weight" in state
+    fields["with_cnn"] = with_cnn
+    if with_cnn:
+        growth = state["backbone.base_model.denseblock1.denselayer1.conv2.weight"].shape[0]
+        fields.update(
+            cnn_init_features=state["backbone.base_model.conv0.weight"].shape[0], cnn_growth_rate=growth,
+            cnn_bn_size=state["backbone.base_model.denseblock1.denselayer1.conv1.weight"].shape[0] // growth,
+            cnn_block_config=tuple(_count_named(state, f"backbone.base_model.denseblock{b}.denselayer")
+                                   for b in range(1, 5)))
+    dgr = tuple(p for p in ("swin0", "swin1", "swin2", "swin3", "crf3", "crf2", "crf1", "crf0")
+                if any(k.startswith(f"dgr.{p}.") for k in state))
+    fields["dgr_positions"] = dgr
+    name = "custom"
+    for variant, cfg in VARIANTS.items():
+        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions")):
+            name = variant
+            break
+    fields["name"] = name
+    if name == "custom":
+        fields["drop_path_rate"] = 0.0
+    return dataclasses.replace(VARIANTS.get(name, ModelConfig(**fields)), **fields)
+
+
+def _count_indices(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    ids = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    return max(ids) + 1 if ids else 0
+
+
+def _count_named(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    ids = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    return max(ids) if ids else 0
+
+
+def _window_from_table(rows: int) -> int:
+    side = round(rows ** 0.5)  # table has (2W-1)^2 rows
+    return (side + 1) // 2
+
+
+def load_state_dict(model: URCDCDepth, state: Mapping[str, torch.Tensor]) -> None:
+    """Load official-layout weights strictly; a deploy model ignores CNN-branch keys."""
+    state = dict(state)
+    if not model.cfg.with_cnn:
+        state = {k: v for k, v in state.items() if not is_cnn_key(k)}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+        parts = [f"{label} {len(keys)}: {show(keys)}" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched)) if keys]
+        raise CheckpointError(f"weights do not fit model '{model.cfg.name}': " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(checkpoint: str | Path = "default", with_cnn: bool = False, map_location: str | torch.device = "cpu",
+               max_depth: float | None = None) -> tuple[URCDCDepth, ModelConfig, dict[str, Any]]:
+    """(model in eval mode, its config, metadata) from ``"default"`` or a checkpoint path.
+
+    ``max_depth`` overrides the stored value; for official checkpoints (no stored config) it
+    defaults to 80 m (KITTI); pass 10 for NYU models.
+    """
+    state, config, meta = read_checkpoint(checkpoint, map_location=map_location)
+    if config is not None:
+        try:
+            cfg = ModelConfig.from_dict(config)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{checkpoint}: stored model config is invalid ({exc})") from exc
+    else:
+        cfg = infer_config(state, max_depth=DEFAULT_MAX_DEPTH_M if max_depth is None else max_depth)
+    if with_cnn and not any(is_cnn_key(k) for k in state):
+        raise CheckpointError(f"{checkpoint}: holds only the Transformer branch; load it with with_cnn=False")
+    changes: dict[str, Any] = {"with_cnn": with_cnn}
+    if max_depth is not None:
+        changes["max_depth"] = float(max_depth)
+    cfg = dataclasses.replace(cfg, **changes)
+    model = URCDCDepth(cfg)
+    try:
+        load_state_dict(model, state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{checkpoint}: {exc}") from exc
+    model.to(map_location).eval()
+    return model, cfg, dict(meta)
+
+
+def save_model(path: str | Path, model: nn.Module, cfg: ModelConfig, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write weights + config (+ metadata such as input_height/input_width) to a .safetensors file."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: save_model writes safetensors; use a .safetensors file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    header = {_CONFIG_KEY: json.dumps(cfg.to_dict()), _META_KEY: json.dumps(dict(meta or {}))}
+    save_file(state, str(path), metadata=header)
+    return path

@@ -1,0 +1,234 @@
+"""Swin Transformer backbone (Liu et al., 2021), as used by NeWCRFs / URCDC-Depth.
+
+Same maths and state-dict keys as the official detection-style backbone (``patch_embed``,
+``layers.{i}.blocks.{j}``, ``layers.{i}.downsample``, one LayerNorm ``norm{i}`` per output stage).
+Differences from the original: padding and the shifted-window mask are computed from tensor
+shapes (exportable with dynamic H/W); the DenseNet branch the official backbone also holds lives
+in ``urcdc.CoupledBackbone``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, relative_position_index, shifted_window_mask,
+                     window_partition, window_reverse)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside a window, with a learned relative position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int):
+        """
+        Args:
+            dim: token channels.
+            window_size: side of the square window.
+            num_heads: attention heads (``dim`` must divide evenly).
+        """
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        # Persistent: the official checkpoints contain it, so strict loading needs the key.
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.attn_drop = nn.Dropout(0.0)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        b_, n, c = x.shape  # B*nW, W*W, C
+        qkv = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn + relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
+        attn = masked_softmax(attn, mask, self.num_heads)
+        x = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b_, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+def relative_bias(table: torch.Tensor, index: torch.Tensor, tokens: int) -> torch.Tensor:
+    """nH, N, N bias gathered from the (2W-1)^2 x nH table; leading 1 for broadcasting."""
+    bias = table[index.view(-1)].view(tokens, tokens, -1).permute(2, 0, 1)
+    return bias.unsqueeze(0)
+
+
+def masked_softmax(attn: torch.Tensor, mask: torch.Tensor | None, num_heads: int) -> torch.Tensor:
+    """Softmax over keys, adding the per-window shift mask (nW, N, N) when given."""
+    if mask is not None:
+        n_windows, n = mask.shape[0], attn.shape[-1]
+        attn = attn.view(-1, n_windows, num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, num_heads, n, n)
+    return attn.softmax(dim=-1)
+
+
+class SwinBlock(nn.Module):
+    """Pre-norm (shifted) window attention + MLP, each with a residual."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, shift_size: int = 0,
+                 mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        """
+        Args:
+            dim: token channels.
+            num_heads: attention heads.
+            window_size: window side.
+            shift_size: cyclic shift (0 or window_size // 2).
+            mlp_ratio: MLP hidden width / dim.
+            drop_path: stochastic-depth rate of this block.
+        """
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size=window_size, num_heads=num_heads)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, height: int, width: int, mask: torch.Tensor) -> torch.Tensor:
+        b, _, c = x.shape  # B, H*W, C
+        shortcut = x
+        x = pad_hw_last(self.norm1(x).view(b, height, width, c), self.window_size)
+        padded_h, padded_w = x.shape[1], x.shape[2]
+        if self.shift_size > 0:
+            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+        windows = window_partition(x, self.window_size).reshape(-1, self.window_size * self.window_size, c)
+        windows = self.attn(windows, mask=mask if self.shift_size > 0 else None)
+        x = window_reverse(windows.view(-1, self.window_size, self.window_size, c), self.window_size,
+                           padded_h, padded_w)
+        if self.shift_size > 0:
+            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        x = x[:, :height, :width, :].reshape(b, height * width, c)
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhood concat -> LayerNorm -> Linear(4C, 2C): halves H and W (odd sizes padded)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        b, _, c = x.shape
+        x = x.view(b, height, width, c)
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x.view(b, -1, 4 * c)))  # B, H/2*W/2, 2C
+
+
+class SwinStage(nn.Module):
+    """``depth`` blocks alternating plain and shifted windows, then optional patch merging."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.0,
+                 drop_path: Sequence[float] = (), downsample: bool = True):
+        """
+        Args:
+            dim: token channels of this stage.
+            depth: number of blocks.
+            num_heads: attention heads.
+            window_size: window side.
+            mlp_ratio: MLP hidden width / dim.
+            drop_path: per-block stochastic-depth rates (zeros when empty).
+            downsample: end with ``PatchMerging`` (all stages but the last).
+        """
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        rates = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList([
+            SwinBlock(dim, num_heads, window_size=window_size, shift_size=0 if i % 2 == 0 else self.shift_size,
+                      mlp_ratio=mlp_ratio, drop_path=rates[i])
+            for i in range(depth)])
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (stage output B,H*W,C; merged tokens B,ceil(H/2)*ceil(W/2),2C or None)."""
+        mask = shifted_window_mask(height + pad_amount(height, self.window_size),
+                                   width + pad_amount(width, self.window_size),
+                                   self.window_size, self.shift_size, x.device).to(x.dtype)
+        for block in self.blocks:
+            x = block(x, height, width, mask)
+        down = self.downsample(x, height, width) if self.downsample is not None else None
+        return x, down
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch projection (Conv k=s=patch) + LayerNorm; pads H, W to the patch size."""
+
+    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96):
+        super().__init__()
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        x = F.pad(x, (0, pad_amount(w, self.patch_size), 0, pad_amount(h, self.patch_size)))
+        x = self.proj(x)  # B, C, H/4, W/4
+        hp, wp = x.shape[-2], x.shape[-1]
+        x = self.norm(x.flatten(2).transpose(1, 2))
+        return x.transpose(1, 2).reshape(-1, self.embed_dim, hp, wp)
+
+
+class SwinTransformer(nn.Module):
+    """Four-stage Swin backbone returning B,C_i,H/2^(i+2),W/2^(i+2) maps, each after ``norm{i}``."""
+
+    def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
+                 num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, patch_size: int = 4,
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.3):
+        """
+        Args:
+            embed_dim: channels of stage 0 (doubled each stage).
+            depths: blocks per stage.
+            num_heads: attention heads per stage.
+            window_size: window side (7 for the ``*07`` variants).
+            patch_size: patch-embedding stride.
+            mlp_ratio: MLP hidden width / dim.
+            drop_path_rate: stochastic depth, linearly increasing over all blocks (official: 0.3).
+        """
+        super().__init__()
+        self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
+        self.patch_embed = PatchEmbed(patch_size=patch_size, embed_dim=embed_dim)
+        self.pos_drop = nn.Dropout(0.0)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i, depth in enumerate(depths):
+            first = sum(depths[:i])
+            self.layers.append(SwinStage(self.num_features[i], depth, num_heads[i], window_size=window_size,
+                                         mlp_ratio=mlp_ratio, drop_path=rates[first:first + depth],
+                                         downsample=i < len(depths) - 1))
+        for i, channels in enumerate(self.num_features):
+            self.add_module(f"norm{i}", nn.LayerNorm(channels))
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.patch_embed(x)  # B, C, H/4, W/4
+        height, width = x.shape[-2], x.shape[-1]
+        x = self.pos_drop(x.flatten(2).transpose(1, 2))
+        outs = []
+        for i, stage in enumerate(self.layers):
+            out, x = stage(x, height, width)
+            out = getattr(self, f"norm{i}")(out)
+            outs.append(out.view(-1, height, width, self.num_features[i]).permute(0, 3, 1, 2).contiguous())
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return outs
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Official init: truncated-normal linears, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
