@@ -278,14 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
     from urcdc_model.checkpoints import load_model
-    from urcdc_model.runtime import ModelSource, checkpoint_input_size, file_sha256, with_max_depth
+    from urcdc_model.runtime import ModelSource, checkpoint_input_size, file_sha256
 
     source = ModelSource.resolve(args.checkpoint)
     if source.kind != "checkpoint":
         raise SystemExit(f"--checkpoint {source.path}: expected a checkpoint (.safetensors/.ckpt), not {source.kind}")
-    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu")
-    if args.max_depth is not None:
-        model, cfg = with_max_depth(model, cfg, args.max_depth)
+    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.max_depth)
     train_h, train_w = checkpoint_input_size(meta, source.path)
     height, width = (args.height, args.width) if args.height else (train_h, train_w)
     deploy = DeployModel(model, max_depth=cfg.max_depth).eval()

@@ -11,7 +11,6 @@ unchanged.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -339,9 +338,10 @@ class DepthRuntime:
                          num_threads: int | None) -> "DepthRuntime":
         from urcdc_model.checkpoints import load_model
 
-        model, cfg, meta = load_model(path, with_cnn=False, map_location="cpu")
-        if max_depth is not None:
-            model, cfg = with_max_depth(model, cfg, max_depth)
+        if max_depth is not None and max_depth <= 0:
+            raise ValueError(f"max_depth must be > 0 metres, got {max_depth}")
+        # max_depth also names the scale of official checkpoints, which store no config (80 m KITTI, 10 m NYU)
+        model, cfg, meta = load_model(path, with_cnn=False, map_location="cpu", max_depth=max_depth)
         max_depth_m = float(cfg.max_depth)
         size = input_size or checkpoint_input_size(meta, path)
         deploy = DeployModel(model, max_depth=max_depth_m).eval()
@@ -437,18 +437,6 @@ def onnx_run_size(meta: dict, input_size: tuple[int, int] | None, path: Path) ->
     if "train_height" in meta and "train_width" in meta:
         return int(meta["train_height"]), int(meta["train_width"])
     return FALLBACK_INPUT_SIZE
-
-
-def with_max_depth(model: torch.nn.Module, cfg, max_depth: float):
-    """The same weights in a model rebuilt for another max depth (the sigmoid's scale), and its config."""
-    from urcdc_model.models import URCDCDepth
-
-    if max_depth <= 0:
-        raise ValueError(f"max_depth must be > 0 metres, got {max_depth}")
-    new_cfg = dataclasses.replace(cfg, max_depth=float(max_depth), with_cnn=False)
-    rebuilt = URCDCDepth(new_cfg)
-    rebuilt.load_state_dict(model.state_dict())
-    return rebuilt.eval(), new_cfg
 
 
 def _check_input_size(size) -> tuple[int, int]:
