@@ -723,3 +723,111 @@ class SyntheticDepthDataset(Dataset):
         if self.train:
             image, depth_m = augment_pair(image, depth_m, self.augment, sample_rng())
         return make_sample(image, depth_m, focal=float(frame.intrinsics[0, 0]))
+
+
+# --------------------------------------------------------------------------------------------
+# a procedural drive in the KITTI raw layout
+
+DRIVE_START_TIME = np.datetime64("2011-09-26T13:02:25.000000000")
+
+
+def _kitti_timestamp(stamp: np.datetime64) -> str:
+    """KITTI's timestamps.txt format: '2011-09-26 13:02:25.964389445' (nanoseconds)."""
+    return str(stamp.astype("datetime64[ns]")).replace("T", " ")
+
+
+def _velodyne_from_depth(depth_m: np.ndarray, calib, max_depth_m: float, row_step: int = 4,
+                         col_step: int = 2) -> np.ndarray:
+    """A LiDAR-like scan (N x 4, Velodyne frame) that projects back onto the rendered depth through ``calib``.
+
+    Back-projects a pixel grid through P_rect_02, undoes R_rect_00 and Tr_velo_to_cam, so the
+    projection used for KITTI ground truth (calib.project_velodyne_to_depth) reproduces the depth.
+    """
+    k = calib.projection[:, :3]
+    offset = np.linalg.solve(k, calib.projection[:, 3])        # camera-2 centre relative to the rectified frame
+    rows, cols = np.mgrid[0:depth_m.shape[0]:row_step, 0:depth_m.shape[1]:col_step]
+    depth = depth_m[rows, cols]
+    keep = depth < max_depth_m * 0.999                         # no returns from the sky
+    rows, cols, depth = rows[keep], cols[keep], depth[keep].astype(np.float64)
+    # z_image = z_rect + offset_z, so solve for the rectified point that lands on (u, v, depth)
+    z_rect = depth - offset[2]
+    x_rect = (cols - k[0, 2]) * depth / k[0, 0] - offset[0]
+    y_rect = (rows - k[1, 2]) * depth / k[1, 1] - offset[1]
+    rect = np.stack([x_rect, y_rect, z_rect, np.ones_like(z_rect)])
+    velo = np.linalg.inv(calib.rectification @ calib.velo_to_cam) @ rect
+    reflectance = np.full(velo.shape[1], 0.3)
+    return np.c_[velo[:3].T, reflectance].astype(np.float32)
+
+
+def write_kitti_drive(root, date: str = "2011_09_26", drive: int = 1, num_frames: int = 20, seed: int = 0,
+                      height: int | None = None, width: int | None = None, calib_dir=None,
+                      speed_mps: float = 8.0, rate_hz: float = 10.0, camera_height_m: float = 1.65,
+                      camera_pitch_deg: float = 0.0, write_velodyne: bool = False):
+    """Render a forward drive through one street scene and write it in the KITTI raw layout.
+
+    Writes ``root/<date>/calib_cam_to_cam.txt`` + ``calib_velo_to_cam.txt`` and, under
+    ``<date>_drive_<drive:04d>_sync``: ``image_02/data/*.png``, ``image_02/timestamps.txt`` (KITTI
+    format), ``proj_depth/groundtruth/image_02/*.png`` (uint16, metres x 256, 0 = no data/sky) and,
+    with ``write_velodyne``, ``velodyne_points/data/*.bin`` + timestamps. Size defaults to KITTI's
+    375x1242 with KITTI intrinsics; ``calib_dir`` = a real KITTI date folder to copy the calibration
+    from (its P_rect_02 and S_rect_02 then set the intrinsics and size). Returns the drive folder.
+    """
+    import shutil
+    from pathlib import Path
+
+    from urcdc_model.data import calib as kitti_calib
+
+    if num_frames <= 0:
+        raise ValueError(f"write_kitti_drive: num_frames must be positive, got {num_frames}")
+    date_dir = Path(root) / date
+    drive_dir = date_dir / f"{date}_drive_{int(drive):04d}_sync"
+    if calib_dir is not None:
+        date_dir.mkdir(parents=True, exist_ok=True)
+        for name in (kitti_calib.CAM_TO_CAM_FILE, kitti_calib.VELO_TO_CAM_FILE):
+            source = Path(calib_dir) / name
+            if not source.is_file():
+                raise FileNotFoundError(f"write_kitti_drive: {source} not found (calib_dir must be a KITTI "
+                                        "date folder with calib_cam_to_cam.txt and calib_velo_to_cam.txt)")
+            shutil.copyfile(source, date_dir / name)
+        calibration = kitti_calib.load_raw_calibration(date_dir, camera=2)
+        intrinsics = calibration.intrinsics
+        height, width = calibration.image_size or KITTI_FULL_SIZE
+    else:
+        height, width = int(height or KITTI_FULL_SIZE[0]), int(width or KITTI_FULL_SIZE[1])
+        intrinsics = kitti_like_intrinsics(height, width)
+        kitti_calib.write_raw_calibration(date_dir, intrinsics, (height, width))
+        calibration = kitti_calib.load_raw_calibration(date_dir, camera=2)
+
+    rng = np.random.default_rng([int(seed), 2])
+    step_m = speed_mps / rate_hz
+    scene = make_street_scene(rng, length_m=num_frames * step_m + 150.0)
+    lane_x = rng.uniform(-0.4, 0.4) * scene.road_half_width_m
+    for car in [b for b in scene.boxes if b[6] in (VEHICLE, GLASS)]:
+        # keep the driving corridor clear so the camera never drives through a car in the lane
+        if car[0] < lane_x + 1.2 and car[1] > lane_x - 1.2:
+            scene.boxes.remove(car)
+
+    image_dir = drive_dir / "image_02" / "data"
+    gt_dir = drive_dir / "proj_depth" / "groundtruth" / "image_02"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    velo_dir = drive_dir / "velodyne_points" / "data"
+    if write_velodyne:
+        velo_dir.mkdir(parents=True, exist_ok=True)
+    stamps = []
+    for index in range(num_frames):
+        position = np.array([lane_x, camera_height_m, index * step_m])
+        pitch = camera_pitch_deg + 0.3 * np.sin(index * 0.7)             # a little suspension pitch
+        rgb, depth_m = render_scene(scene, position, pitch, 0.0, intrinsics, height, width, STREET_MAX_DEPTH_M)
+        name = f"{index:010d}"
+        if not cv2.imwrite(str(image_dir / f"{name}.png"), rgb[..., ::-1]):
+            raise OSError(f"write_kitti_drive: could not write {image_dir / name}.png")
+        gt = np.where(depth_m < STREET_MAX_DEPTH_M, np.round(depth_m * 256.0), 0).astype(np.uint16)
+        cv2.imwrite(str(gt_dir / f"{name}.png"), gt)
+        if write_velodyne:
+            _velodyne_from_depth(depth_m, calibration, STREET_MAX_DEPTH_M).tofile(velo_dir / f"{name}.bin")
+        stamps.append(_kitti_timestamp(DRIVE_START_TIME + np.timedelta64(int(round(index * 1e9 / rate_hz)), "ns")))
+    (drive_dir / "image_02" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
+    if write_velodyne:
+        (drive_dir / "velodyne_points" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
+    return drive_dir
