@@ -137,7 +137,7 @@ class ReplayOptions:
     warmup_frames: int = 2
     startup_timeout_s: float = 180.0  # model loading on a busy CPU can take a while
     frame_timeout_s: float = 30.0  # closed loop: give up on a frame after this long
-    drain_timeout_s: float = 10.0  # open loop: wait this long after the last publish for late outputs
+    drain_timeout_s: float = 10.0  # open loop: wait at most this long after the last publish for late outputs
     wait_for_uncertainty: bool = True
 
 
@@ -336,10 +336,17 @@ def _open_loop(replay_node, messages, stamps, options, expect_uncertainty, timin
             time.sleep(min(delay, 0.05))
         timing.sent_s[stamp] = time.perf_counter()
         _publish(replay_node, image, info)
+    # A latest-frame-only node answers at most the frame in work and the newest waiting one after the
+    # last publish; once nothing has come for a few of its latencies, the rest were dropped.
     deadline = time.monotonic() + options.drain_timeout_s
     with replay_node.changed:
         while time.monotonic() < deadline and not all(
                 _frame_done(replay_node, s, expect_uncertainty) for s in stamps):
+            arrivals = replay_node.arrivals.depth_s
+            latencies = [arrivals[s] - timing.sent_s[s] for s in arrivals if s in timing.sent_s]
+            last_event = max([timing.sent_s[stamps[-1]], *arrivals.values()])
+            if latencies and time.perf_counter() - last_event > max(1.0, 3.0 * max(latencies)):
+                break
             replay_node.changed.wait(timeout=0.1)
 
 

@@ -18,7 +18,7 @@ from urcdc_model import metrics as depth_metrics
 from urcdc_ros.bag_frames import BagContents
 from urcdc_ros.image_codec import image_to_array
 
-METRIC_ORDER = ("silog", "abs_rel", "log10", "rms", "sq_rel", "log_rms", "d1", "d2", "d3")
+METRIC_ORDER = depth_metrics.METRIC_NAMES
 CALIBRATION_SAMPLES_PER_FRAME = 20_000
 CALIBRATION_BINS = 10
 SPARSIFICATION_STEPS = 20
@@ -223,9 +223,11 @@ def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScore
         })
     published = sum(r["published"] for r in rows)
     received = sum(r["received"] for r in rows)
-    scored = [s.metrics for s in scorer.scores.values() if s.metrics]
-    # Averaged over images, as the official KITTI evaluation does.
-    metrics = {k: float(np.mean([m[k] for m in scored])) for k in METRIC_ORDER} if scored else None
+    accumulator = depth_metrics.MetricAccumulator()  # the mean of per-image metrics, as the official eval
+    for score in scorer.scores.values():
+        if score.metrics:
+            accumulator.add(score.metrics)
+    metrics = accumulator.mean() if accumulator.count else None
     return {
         "bag": str(contents.path),
         "image_topic": contents.image_topic, "info_topic": contents.info_topic, "gt_topic": contents.gt_topic,
@@ -238,7 +240,7 @@ def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScore
         "input_fps": _rate_hz(list(timing.sent_s.values())),
         "output_fps": _rate_hz(list(timing.depth_received_s.values())),
         "recorded_fps": (len(frames) - 1) / contents.duration_s if contents.duration_s > 0 else None,
-        "metrics": metrics, "metrics_frames": len(scored),
+        "metrics": metrics, "metrics_frames": accumulator.count,
         "metrics_crop": scorer.crop, "metrics_depth_range_m": [scorer.min_depth_m, scorer.max_depth_m],
         "uncertainty_calibration": scorer.calibration(),
         "frames": rows,

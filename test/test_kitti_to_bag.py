@@ -1,0 +1,174 @@
+"""KITTI raw drive -> rosbag2: topics, types, counts, stamps, calibration, images and GT read back with rosbags."""
+from __future__ import annotations
+
+import calendar
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from urcdc_model.data import calib as kitti_calib
+from urcdc_model.data.synthetic import write_kitti_drive
+from urcdc_ros import kitti_to_bag
+from urcdc_ros.kitti_to_bag import DriveError, convert_drive
+
+DATE = "2011_09_26"
+DRIVE = 1
+NUM_FRAMES = 4
+LEFT = "/kitti/camera_color_left"
+
+
+def drive_path(root: Path) -> Path:
+    return root / DATE / f"{DATE}_drive_{DRIVE:04d}_sync"
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory, shared_data) -> Path:
+    """A procedural drive rendered with the real 2011-09-26 calibration (copied into its date folder)."""
+    root = tmp_path_factory.mktemp("kitti_raw")
+    return write_kitti_drive(root, date=DATE, drive=DRIVE, num_frames=NUM_FRAMES, seed=3,
+                             calib_dir=shared_data / "kitti_raw_calib_2011_09_26")
+
+
+def calib_line(path: Path, key: str) -> np.ndarray:
+    """A calibration entry read straight from the text, independent of the parser under test."""
+    for line in path.read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return np.array([float(v) for v in line.split(":", 1)[1].split()])
+    raise AssertionError(f"{path} has no {key}")
+
+
+def kitti_time_ns(text: str) -> int:
+    """'2011-09-26 13:02:25.964389445' as UTC nanoseconds, by hand."""
+    day, clock = text.strip().split(" ")
+    hms, fraction = clock.split(".")
+    seconds = calendar.timegm(tuple(int(v) for v in day.split("-")) + tuple(int(v) for v in hms.split(":")))
+    return seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
+
+
+def read_bag(path: Path) -> tuple[dict, dict]:
+    """topic -> type, and topic -> list of (log time, message)."""
+    with AnyReader([path]) as reader:
+        types = {name: info.msgtype for name, info in reader.topics.items()}
+        messages: dict[str, list] = {}
+        for connection, log_time, raw in reader.messages():
+            messages.setdefault(connection.topic, []).append(
+                (log_time, reader.deserialize(raw, connection.msgtype)))
+    return types, messages
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_conversion_reads_back(drive: Path, tmp_path: Path, storage: str):
+    bag = tmp_path / f"bag_{storage}"
+    summary = convert_drive(drive, bag, storage=storage, gt="annotated", velodyne=False, progress=False)
+    assert summary.gt_source == "annotated"
+    types, messages = read_bag(bag)
+    assert types == {f"{LEFT}/image_raw": "sensor_msgs/msg/Image",
+                     f"{LEFT}/camera_info": "sensor_msgs/msg/CameraInfo",
+                     f"{LEFT}/depth_gt": "sensor_msgs/msg/Image"}
+    assert {topic: len(msgs) for topic, msgs in messages.items()} == {topic: NUM_FRAMES for topic in types}
+
+    image_files = sorted((drive / "image_02" / "data").glob("*.png"))
+    times = (drive / "image_02" / "timestamps.txt").read_text().splitlines()
+    expected_stamps = [kitti_time_ns(times[int(p.stem)]) for p in image_files]
+    for topic in types:
+        assert [stamp_ns(m) for _, m in messages[topic]] == expected_stamps
+        assert [t for t, _ in messages[topic]] == expected_stamps  # log time = header stamp
+        assert {m.header.frame_id for _, m in messages[topic]} == {"camera_color_left_optical_frame"}
+
+    cam_to_cam = drive.parent / "calib_cam_to_cam.txt"
+    p_rect = calib_line(cam_to_cam, "P_rect_02")
+    for (_, info), (_, image), path in zip(messages[f"{LEFT}/camera_info"], messages[f"{LEFT}/image_raw"],
+                                           image_files):
+        np.testing.assert_array_equal(info.p, p_rect)
+        np.testing.assert_array_equal(info.k, p_rect.reshape(3, 4)[:, :3].ravel())
+        np.testing.assert_array_equal(info.r, calib_line(cam_to_cam, "R_rect_02"))
+        np.testing.assert_array_equal(info.d, np.zeros(5))
+        assert info.distortion_model == "plumb_bob"
+        assert (info.width, info.height) == (image.width, image.height)
+        assert image.encoding == "rgb8" and image.step == 3 * image.width
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(image.data.reshape(image.height, image.width, 3), rgb)
+
+    gt_dir = drive / "proj_depth" / "groundtruth" / "image_02"
+    for (_, gt), path in zip(messages[f"{LEFT}/depth_gt"], image_files):
+        assert gt.encoding == "32FC1"
+        depth_m = gt.data.view(np.float32).reshape(gt.height, gt.width)
+        raw = cv2.imread(str(gt_dir / path.name), cv2.IMREAD_UNCHANGED)
+        assert raw.dtype == np.uint16
+        np.testing.assert_array_equal(np.isnan(depth_m), raw == 0)
+        np.testing.assert_allclose(depth_m[raw > 0], raw[raw > 0] / 256.0, rtol=1e-6)
+        assert np.nanmin(depth_m) > 0 and np.nanmax(depth_m) <= 256.0
+
+
+def test_max_frames_and_cli(drive: Path, tmp_path: Path, capsys):
+    bag = tmp_path / "cli_bag"
+    assert kitti_to_bag.main(["--drive", str(drive), "--output", str(bag), "--max-frames", "2", "--gt", "none",
+                              "--no-velodyne", "--quiet"]) == 0
+    types, messages = read_bag(bag)
+    assert sorted(types) == [f"{LEFT}/camera_info", f"{LEFT}/image_raw"]
+    assert all(len(m) == 2 for m in messages.values())
+    assert "image_raw" in capsys.readouterr().out
+
+
+def test_velodyne_ground_truth_from_real_scan(shared_data: Path, tmp_path: Path):
+    """A real KITTI scan in the raw layout: the cloud round-trips and its projection is the GT image."""
+    source = shared_data / "kitti_object_lidar"
+    object_calib = kitti_calib.load_object_calibration(source / "calib" / "000000.txt")
+    drive = drive_path(tmp_path)
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "velodyne_points" / "data").mkdir(parents=True)
+    shutil.copyfile(source / "image_2" / "000000.png", drive / "image_02" / "data" / "0000000000.png")
+    shutil.copyfile(source / "velodyne" / "000000.bin", drive / "velodyne_points" / "data" / "0000000000.bin")
+    for sensor in ("image_02", "velodyne_points"):
+        (drive / sensor / "timestamps.txt").write_text("2011-09-26 13:02:25.964389445\n")
+    entries = kitti_calib.read_calib_file(source / "calib" / "000000.txt")
+    rect = " ".join(str(v) for v in entries["R0_rect"])
+    (drive.parent / "calib_cam_to_cam.txt").write_text(
+        f"P_rect_02: {' '.join(str(v) for v in entries['P2'])}\nR_rect_00: {rect}\nR_rect_02: {rect}\n")
+    tr = entries["Tr_velo_to_cam"].reshape(3, 4)
+    (drive.parent / "calib_velo_to_cam.txt").write_text(
+        f"R: {' '.join(str(v) for v in tr[:, :3].ravel())}\nT: {' '.join(str(v) for v in tr[:, 3])}\n")
+
+    bag = tmp_path / "velo_bag"
+    summary = convert_drive(drive, bag, gt="auto", progress=False)
+    assert summary.gt_source == "velodyne"
+    types, messages = read_bag(bag)
+    assert types[kitti_to_bag.VELO_TOPIC] == "sensor_msgs/msg/PointCloud2"
+    (_, cloud), = messages[kitti_to_bag.VELO_TOPIC]
+    scan = np.fromfile(source / "velodyne" / "000000.bin", dtype=np.float32).reshape(-1, 4)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "intensity"] and cloud.point_step == 16
+    np.testing.assert_array_equal(cloud.data.view(np.float32).reshape(-1, 4), scan)
+
+    (_, gt), = messages[f"{LEFT}/depth_gt"]
+    depth_m = gt.data.view(np.float32).reshape(gt.height, gt.width)
+    expected = kitti_calib.project_velodyne_to_depth(scan, object_calib, (gt.height, gt.width))
+    np.testing.assert_array_equal(np.nan_to_num(depth_m), expected)
+    valid = depth_m[np.isfinite(depth_m)]
+    assert 0.02 < valid.size / depth_m.size < 0.2  # a 64-beam scan covers a few percent of the pixels
+    assert 3.0 < np.percentile(valid, 1) and np.percentile(valid, 99) < 81.0
+
+
+def test_missing_files_give_clear_errors(drive: Path, tmp_path: Path):
+    broken = tmp_path / DATE / drive.name
+    shutil.copytree(drive, broken)
+    with pytest.raises(DriveError, match="calib_cam_to_cam.txt"):
+        convert_drive(broken, tmp_path / "no_calib", progress=False)
+    shutil.copyfile(drive.parent / "calib_cam_to_cam.txt", broken.parent / "calib_cam_to_cam.txt")
+    (broken / "image_02" / "timestamps.txt").unlink()
+    with pytest.raises(DriveError, match=r"image_02/timestamps.txt: missing"):
+        convert_drive(broken, tmp_path / "no_stamps", progress=False)
+    assert not (tmp_path / "no_stamps").exists()  # checked before anything is written
+    with pytest.raises(DriveError, match="velodyne_points"):
+        convert_drive(drive, tmp_path / "no_velo", gt="velodyne", progress=False)
+    with pytest.raises(DriveError, match="already exists"):
+        convert_drive(drive, tmp_path, progress=False)
+    with pytest.raises(DriveError, match="no such drive folder"):
+        convert_drive(tmp_path / "nowhere", tmp_path / "x", progress=False)
