@@ -99,7 +99,7 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator,
 class AugmentConfig:
     """Which training augmentations run and how strong; defaults are the official KITTI settings."""
 
-    kb_crop: bool = False                   # KITTI raw frames only
+    kb_crop: bool = False                   # KITTI raw frames (KITTI_AUGMENT turns it on)
     rotate_max_deg: float = 1.0             # 1.0 KITTI, 2.5 NYU; 0 disables
     crop_height: int | None = 352           # None = no random crop
     crop_width: int | None = 1120
@@ -109,8 +109,9 @@ class AugmentConfig:
     brightness_range: tuple[float, float] = (0.9, 1.1)
 
 
-KITTI_AUGMENT = AugmentConfig()
-NYU_AUGMENT = AugmentConfig(rotate_max_deg=2.5, crop_height=416, crop_width=544, brightness_range=(0.75, 1.25))
+# the official URCDC-Depth training settings (configs/arguments_train_kittieigen.txt, _nyu.txt)
+KITTI_AUGMENT = AugmentConfig(kb_crop=True)
+NYU_AUGMENT = AugmentConfig(rotate_max_deg=2.5, crop_height=480, crop_width=640, brightness_range=(0.75, 1.25))
 
 
 def augment_pair(image: np.ndarray, depth: np.ndarray, config: AugmentConfig,
