@@ -21,6 +21,7 @@ from urcdc_model.analysis import (
     uniform_reference,
 )
 from urcdc_model.analysis.inputs import load_image_frames, pair_ground_truth
+from urcdc_model.models.coupling import CouplingUnit
 
 LOCAL_RADIUS = 2  # the hand-built CNN branch sees a 5x5 window
 
@@ -36,6 +37,55 @@ class GlobalLocalModel(nn.Module):
         window = 2 * LOCAL_RADIUS + 1
         local = F.avg_pool2d(image_cnn.sum(dim=1, keepdim=True), window, stride=1, padding=LOCAL_RADIUS)
         return {"depth": global_depth, "depth_cnn": 1.0 + 10.0 * torch.sigmoid(local)}
+
+
+class TinyCoupledBackbone(nn.Module):
+    """A 7x7 conv as 'Swin', a 3x3 conv as CNN, joined by a real coupling unit (detached like the model)."""
+
+    def __init__(self, detach: bool):
+        super().__init__()
+        self.detach = detach
+        self.swin = nn.Conv2d(3, 4, 7, padding=3)
+        self.cnn = nn.Conv2d(3, 2, 3, padding=1)
+        self.fusion1 = CouplingUnit(2, 4, skip_prob=0.0)
+
+    def forward(self, x, x_cnn=None):
+        feats = [self.swin(x)]
+        swin_for_cnn = feats[0].detach() if self.detach else feats[0]
+        return feats, [self.fusion1(self.cnn(x if x_cnn is None else x_cnn), swin_for_cnn)]
+
+
+class TinyCoupledModel(nn.Module):
+    def __init__(self, detach: bool = True):
+        super().__init__()
+        self.backbone = TinyCoupledBackbone(detach)
+
+    def forward(self, image, image_cnn=None):
+        feats, cnn_feats = self.backbone(image, image_cnn)
+        return {"depth": 1 + torch.sigmoid(feats[0].mean(1, keepdim=True)),
+                "depth_cnn": 1 + torch.sigmoid(cnn_feats[0].mean(1, keepdim=True))}
+
+
+def test_cnn_attribution_includes_the_detached_coupling_path():
+    torch.manual_seed(0)
+    detached = TinyCoupledModel(detach=True).eval()
+    attached = TinyCoupledModel(detach=False).eval()
+    attached.load_state_dict(detached.state_dict())
+    image = torch.randn(1, 3, 24, 32)
+    targets = np.array([[8, 10], [15, 20]])
+    result = input_gradient_attribution(detached, image, targets, ["transformer", "cnn"])["cnn"]
+    # reference: plain autograd on the undetached twin, one picture feeding both branches
+    reference = []
+    for y, x in targets:
+        picture = image.clone().requires_grad_(True)
+        attached(picture)["depth_cnn"][0, 0, y, x].backward()
+        reference.append(picture.grad.abs().sum(dim=1)[0].numpy())
+    np.testing.assert_allclose(result.total, np.stack(reference), rtol=1e-4, atol=1e-7)
+    assert result.coupling.sum() > 0 and result.own_input.sum() > 0
+    # the coupling path reaches further than the CNN's own 3x3 / 3x3 chain (radius 2)
+    y, x = targets[0]
+    far = np.abs(np.argwhere(result.coupling[0] > 0) - [y, x]).max()
+    assert far > 2 and np.abs(np.argwhere(result.own_input[0] > 0) - [y, x]).max() <= 2
 
 
 @pytest.mark.parametrize("fraction", [0.01, 0.05, 0.37, 1.0])
@@ -77,7 +127,10 @@ def test_local_branch_attribution_stays_in_its_window():
     torch.manual_seed(0)
     image = torch.randn(1, 3, 32, 48)
     targets = np.array([[10, 12], [20, 30], [16, 40]])
-    attribution = input_gradient_attribution(GlobalLocalModel(), image, targets, "cnn", ["transformer", "cnn"])
+    both = input_gradient_attribution(GlobalLocalModel(), image, targets, ["transformer", "cnn"])
+    attribution = both["cnn"]
+    # one batched pass for both branches: the rows of one branch must not leak into the other's
+    assert (both["transformer"].total > 0).all()
     assert attribution.total.shape == (3, 32, 48)
     for (y, x), amap in zip(targets, attribution.total):
         support = np.argwhere(amap > 0)
@@ -94,7 +147,7 @@ def test_global_branch_attribution_spreads_like_uniform():
     torch.manual_seed(0)
     image = torch.randn(1, 3, 32, 48)
     targets = np.array([[10, 12], [20, 30]])
-    attribution = input_gradient_attribution(GlobalLocalModel(), image, targets, "transformer", ["transformer"])
+    attribution = input_gradient_attribution(GlobalLocalModel(), image, targets, ["transformer"])["transformer"]
     assert attribution.own_input is None
     for target, amap in zip(targets, attribution.total):
         stats, uniform = topk_distance(amap, target, top_k=50), uniform_reference(32, 48, target)

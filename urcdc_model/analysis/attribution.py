@@ -41,37 +41,111 @@ class Attribution:
     """Per-target attribution maps (N,H,W) for one branch of one image."""
 
     targets_yx: np.ndarray          # N,2
-    total: np.ndarray               # N,H,W: through every path to the input picture
-    own_input: np.ndarray | None    # N,H,W: CNN branch only, through its own input (not the coupling units)
+    total: np.ndarray               # N,H,W: |signed sum of every path| to the input picture
+    own_input: np.ndarray | None    # N,H,W: CNN branch only, through its own input
+    coupling: np.ndarray | None     # N,H,W: CNN branch only, through Swin -> coupling units (None: no such path)
+
+
+class CouplingPath:
+    """Re-opens the path Swin features -> coupling units -> CNN branch for attribution.
+
+    The model detaches the Swin features it hands the coupling units (so the CNN loss does not
+    train the Swin branch); at inference the CNN branch still depends on them. Pre-hooks swap
+    each detached feature for a leaf that records d depth / d feature, and a hook on `backbone`
+    keeps the attached originals, so the chain rule can be finished by hand (vector-Jacobian
+    product back to the picture).
+    """
+
+    def __init__(self, model: nn.Module):
+        from urcdc_model.models.coupling import CouplingUnit
+
+        self.units = [m for m in model.modules() if isinstance(m, CouplingUnit)]
+        self.backbone = getattr(model, "backbone", None) if self.units else None
+        self.leaves: list[torch.Tensor] = []
+        self.swin_features: list[torch.Tensor] = []
+        self._handles = []
+
+    def __enter__(self) -> "CouplingPath":
+        if self.backbone is not None:
+            self._handles = [u.register_forward_pre_hook(self._swap_in_leaf) for u in self.units]
+            self._handles.append(self.backbone.register_forward_hook(self._keep_swin_features))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _swap_in_leaf(self, module, args):
+        leaf = args[1].detach().requires_grad_(True)
+        self.leaves.append(leaf)
+        return (args[0], leaf, *args[2:])
+
+    def _keep_swin_features(self, module, args, output):
+        self.swin_features = list(output[0])
+
+    def attached_features(self) -> list[torch.Tensor]:
+        """The Swin feature (with its graph) behind each leaf, matched by shared storage."""
+        by_storage = {f.data_ptr(): f for f in self.swin_features}
+        missing = [leaf.shape for leaf in self.leaves if leaf.data_ptr() not in by_storage]
+        if missing:
+            raise RuntimeError(f"coupling attribution: no Swin feature from `backbone` matches inputs {missing}")
+        return [by_storage[leaf.data_ptr()] for leaf in self.leaves]
 
 
 def input_gradient_attribution(
     model: nn.Module,
     image: torch.Tensor,
     targets_yx: np.ndarray,
-    branch: str,
-    branches_in_model: Sequence[str] = ("transformer",),
-) -> Attribution:
-    """|d depth_branch(target) / d input| summed over RGB, for each target of a 1,3,H,W image.
+    branches: Sequence[str],
+    branches_in_model: Sequence[str] | None = None,
+) -> dict[str, Attribution]:
+    """|d depth_branch(target) / d input| summed over RGB, per branch and target, for a 1,3,H,W image.
 
-    branches_in_model: the branches the forward pass runs (the CNN branch needs the two-input call).
+    One forward pass for all branches and targets: batch row j * N + i holds target i of branch j.
+    The picture reaches the CNN branch by its own input and through the coupling units; the
+    signed gradients of all paths are added before taking magnitudes, as for one shared picture.
+    branches_in_model: the branches the forward pass runs (default `branches`).
     """
+    branches_in_model = list(branches_in_model or branches)
     num = len(targets_yx)
-    batch = image.detach().expand(num, -1, -1, -1).clone().requires_grad_(True)
+    rows = len(branches) * num
+    batch = image.detach().expand(rows, -1, -1, -1).clone().requires_grad_(True)
     two_inputs = "cnn" in branches_in_model
     batch_cnn = batch.detach().clone().requires_grad_(True) if two_inputs else None
-    with torch.enable_grad():
-        depth = predict_branches(model, batch, branches_in_model, image_cnn=batch_cnn)[branch]
-        rows = torch.as_tensor(targets_yx[:, 0], device=depth.device)
-        cols = torch.as_tensor(targets_yx[:, 1], device=depth.device)
-        picked = depth[torch.arange(num, device=depth.device), 0, rows, cols]
-        inputs = [batch] + ([batch_cnn] if two_inputs else [])
-        grads = torch.autograd.grad(picked.sum(), inputs, allow_unused=True)
-    maps = [None if g is None else g.abs().sum(dim=1).cpu().numpy() for g in grads]
-    transformer_path = maps[0] if maps[0] is not None else np.zeros((num, *image.shape[-2:]), np.float32)
-    own = maps[1] if two_inputs else None
-    total = transformer_path + (own if own is not None else 0.0)
-    return Attribution(targets_yx=targets_yx, total=total, own_input=own if branch == "cnn" else None)
+    with torch.enable_grad(), CouplingPath(model) as coupling:
+        depth = predict_branches(model, batch, branches_in_model, image_cnn=batch_cnn)
+        ys = torch.as_tensor(targets_yx[:, 0])
+        xs = torch.as_tensor(targets_yx[:, 1])
+        picked = [depth[b][j * num + torch.arange(num), 0, ys, xs] for j, b in enumerate(branches)]
+        inputs = [batch] + ([batch_cnn] if two_inputs else []) + coupling.leaves
+        grads = list(torch.autograd.grad(torch.cat(picked).sum(), inputs, allow_unused=True,
+                                         retain_graph=bool(coupling.leaves)))
+        leaf_grads = grads[len(inputs) - len(coupling.leaves):]
+        used = [(f, g) for f, g in zip(coupling.attached_features() if coupling.leaves else [], leaf_grads)
+                if g is not None]
+        grad_coupling = None
+        if used:
+            grad_coupling = torch.autograd.grad([f for f, _ in used], batch, grad_outputs=[g for _, g in used],
+                                                allow_unused=True)[0]
+    zeros = torch.zeros_like(batch)
+    grad_image = zeros if grads[0] is None else grads[0]
+    grad_own = zeros if not two_inputs or grads[1] is None else grads[1]
+    grad_coupling = zeros if grad_coupling is None else grad_coupling
+
+    def magnitude(grad: torch.Tensor, part: slice) -> np.ndarray:
+        return grad[part].abs().sum(dim=1).cpu().numpy()
+
+    results = {}
+    for j, branch in enumerate(branches):
+        part = slice(j * num, (j + 1) * num)
+        is_cnn = branch == "cnn"
+        results[branch] = Attribution(
+            targets_yx=targets_yx,
+            total=magnitude(grad_image + grad_own + grad_coupling, part),
+            own_input=magnitude(grad_own, part) if is_cnn else None,
+            coupling=magnitude(grad_coupling, part) if is_cnn and coupling.units else None,
+        )
+    return results
 
 
 def pixel_distances(height: int, width: int, target_yx: Sequence[int]) -> np.ndarray:

@@ -76,8 +76,10 @@ def _attribution_section(numbers: dict, figure_names: dict) -> list[str]:
         lines += _table(["branch", "top-k mean dist (px)", "top-k median (px)", "r50 (px)", "r90 (px)"], rows)
         if "cnn_own_input_share" in data:
             lines += [
-                "Share of the CNN branch's attribution that flows through its own input (the rest reaches "
-                f"the picture through the coupling units and the Swin branch): {data['cnn_own_input_share']:.2f}.",
+                "The CNN branch sees the picture twice: through its own input and through the Swin features "
+                "the coupling units hand it (detached in training, but a real dependency at inference; the "
+                "attribution above includes both). Share of its attribution mass through its own input: "
+                f"{data['cnn_own_input_share']:.2f} (the rest through the coupling units).",
                 "",
             ]
     lines += [f"![attribution maps]({figure_names['attribution_maps']})", "",
@@ -101,8 +103,8 @@ def _continuity_section(numbers: dict, figure_names: dict, dgr_note: str) -> lis
     for group, data in numbers["continuity"].items():
         rows = [[name] + [values.get(k) for k in keys] for name, values in data.items()]
         lines += [f"**{group}**", ""]
-        lines += _table(["model / branch", "|Δ∇d| (m/px)", "|Δ∇²d| (m/px²)", "|Δ∇log d|", "|Δ∇²log d|",
-                         "edge-aware smoothness"], rows)
+        lines += _table(["model / branch", "∇d error (m/px)", "∇²d error (m/px²)", "∇log d error",
+                         "∇²log d error", "edge-aware smoothness"], rows)
     lines += [f"![gradient maps]({figure_names['gradient_maps']})", ""]
     return lines
 

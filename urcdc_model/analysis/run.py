@@ -136,9 +136,9 @@ def run_attribution(model, frames, options, figures: FigureData, log) -> dict:
         per_branch_rows = {b: [] for b in options.branches}
         uniform_rows = []
         own_share = []
-        profiles = {b: [] for b in options.branches}
+        profiles: dict[str, list] = {b: [] for b in options.branches}
         height, width = members[0].rgb.shape[:2]
-        radii = np.linspace(0, np.hypot(height, width), 96)
+        radii = np.geomspace(1.0, np.hypot(height, width), 64)
         for frame in members:
             gt = usable_gt(frame, options.max_depth_m)
             targets = sample_targets(*frame.rgb.shape[:2], options.targets_per_image, rng,
@@ -146,13 +146,16 @@ def run_attribution(model, frames, options, figures: FigureData, log) -> dict:
             top_k = max(1, int(options.top_k_fraction * frame.rgb.shape[0] * frame.rgb.shape[1]))
             image = to_input(frame.rgb)
             uniform_rows += [uniform_reference(*frame.rgb.shape[:2], t) for t in targets]
-            for branch in options.branches:
-                attribution = input_gradient_attribution(model, image, targets, branch, options.branches)
+            profiles.setdefault("uniform", []).extend(
+                radial_mass_profile(np.ones(frame.rgb.shape[:2]), t, radii) for t in targets)
+            attributions = input_gradient_attribution(model, image, targets, options.branches)
+            for branch, attribution in attributions.items():
                 for target, amap in zip(targets, attribution.total):
                     per_branch_rows[branch].append(topk_distance(amap, target, top_k))
                     profiles[branch].append(radial_mass_profile(amap, target, radii))
                 if attribution.own_input is not None:
-                    own_share += [o.sum() / max(t.sum(), 1e-12) for o, t in zip(attribution.own_input, attribution.total)]
+                    coupling = attribution.coupling if attribution.coupling is not None else 0 * attribution.own_input
+                    own_share += [o.sum() / max(o.sum() + c.sum(), 1e-20) for o, c in zip(attribution.own_input, coupling)]
                 if frame is example:
                     figures.attribution_maps[branch] = attribution.total
                     figures.attribution_targets = targets

@@ -70,11 +70,13 @@ def sparse_response(
     gt_depths_m: Sequence[np.ndarray | None] | None = None,
     masks_per_fraction: int = 2,
     seed: int = 0,
+    batch_size: int = 8,
 ) -> SparseResponse:
     """Run every image at every keep fraction; both branches see the same masks.
 
     images: ImageNet-normalised 1,3,H,W tensors. gt_depths_m: HxW metres (0 = no data) per image,
-    or None entries where an image has no ground truth.
+    or None entries where an image has no ground truth. p = 1 is the full image itself (error 0
+    against the own prediction by definition), so it is not run again.
     """
     rng = np.random.default_rng(seed)
     fractions = sorted(float(p) for p in keep_fractions)
@@ -85,27 +87,30 @@ def sparse_response(
         gt = None if gt_depths_m is None else gt_depths_m[index]
         height, width = image.shape[-2:]
         full = {b: d[0, 0].cpu().numpy() for b, d in predict_branches(model, image, branches).items()}
-        rows_full = {b: [] for b in branches}
-        rows_gt = {b: [] for b in branches}
-        for fraction in fractions:
-            draws = 1 if fraction >= 1.0 else masks_per_fraction  # p = 1 has only one "mask"
-            errors_full = {b: [] for b in branches}
-            errors_gt = {b: [] for b in branches}
-            for _ in range(draws):
-                mask = sparse_keep_mask(height, width, fraction, rng)
-                depth = predict_branches(model, sparsify(image, mask), branches)
+        runs = [(i, sparse_keep_mask(height, width, p, rng))
+                for i, p in enumerate(fractions) if p < 1.0 for _ in range(masks_per_fraction)]
+        errors_full = {b: [[] for _ in fractions] for b in branches}
+        errors_gt = {b: [[] for _ in fractions] for b in branches}
+        for start in range(0, len(runs), batch_size):
+            chunk = runs[start:start + batch_size]
+            batch = torch.cat([sparsify(image, mask) for _, mask in chunk])
+            depth = predict_branches(model, batch, branches)
+            for row, (fraction_index, _) in enumerate(chunk):
                 for b in branches:
-                    pred = depth[b][0, 0].cpu().numpy()
-                    errors_full[b].append(abs_rel(pred, full[b]))
+                    pred = depth[b][row, 0].cpu().numpy()
+                    errors_full[b][fraction_index].append(abs_rel(pred, full[b]))
                     if gt is not None:
-                        errors_gt[b].append(abs_rel(pred, gt))
-            for b in branches:
-                rows_full[b].append(float(np.mean(errors_full[b])))
-                rows_gt[b].append(float(np.mean(errors_gt[b])) if gt is not None else float("nan"))
+                        errors_gt[b][fraction_index].append(abs_rel(pred, gt))
+        for i, fraction in enumerate(fractions):
+            if fraction >= 1.0:
+                for b in branches:
+                    errors_full[b][i].append(0.0)
+                    if gt is not None:
+                        errors_gt[b][i].append(abs_rel(full[b], gt))
         any_gt |= gt is not None
         for b in branches:
-            per_image_full[b].append(rows_full[b])
-            per_image_gt[b].append(rows_gt[b])
+            per_image_full[b].append([float(np.mean(e)) for e in errors_full[b]])
+            per_image_gt[b].append([float(np.mean(e)) if gt is not None else float("nan") for e in errors_gt[b]])
     vs_full = {b: np.mean(per_image_full[b], axis=0).tolist() for b in branches}
     vs_gt = None
     if any_gt:
