@@ -67,6 +67,15 @@ def clamp_prediction(pred_m: np.ndarray, min_depth_m: float, max_depth_m: float)
     return pred
 
 
+def valid_mask(gt_m: np.ndarray, dataset: str = "kitti", crop: str | None = None, min_depth_m: float = MIN_DEPTH_M,
+               max_depth_m: float | None = None) -> np.ndarray:
+    """Pixels that count: min < gt < max, inside the crop."""
+    gt = np.asarray(gt_m, dtype=np.float32).squeeze()
+    max_depth_m = MAX_DEPTH_M[dataset] if max_depth_m is None else max_depth_m
+    crop = DEFAULT_CROP[dataset] if crop is None else crop
+    return (gt > min_depth_m) & (gt < max_depth_m) & crop_mask(gt.shape, crop, dataset)
+
+
 def compute_depth_metrics(gt_m: np.ndarray, pred_m: np.ndarray, dataset: str = "kitti", crop: str | None = None,
                           min_depth_m: float = MIN_DEPTH_M, max_depth_m: float | None = None) -> dict[str, float]:
     """Metrics of one image: gt and prediction H x W metres (gt 0 = no data), official masks and clamping.
@@ -82,9 +91,8 @@ def compute_depth_metrics(gt_m: np.ndarray, pred_m: np.ndarray, dataset: str = "
     if dataset not in MAX_DEPTH_M:
         raise ValueError(f"unknown dataset {dataset!r}; use one of {tuple(MAX_DEPTH_M)}")
     max_depth_m = MAX_DEPTH_M[dataset] if max_depth_m is None else max_depth_m
-    crop = DEFAULT_CROP[dataset] if crop is None else crop
     pred = clamp_prediction(pred, min_depth_m, max_depth_m)
-    valid = (gt > min_depth_m) & (gt < max_depth_m) & crop_mask(gt.shape, crop, dataset)
+    valid = valid_mask(gt, dataset, crop, min_depth_m, max_depth_m)
     return compute_errors(gt[valid], pred[valid])
 
 

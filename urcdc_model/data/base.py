@@ -85,18 +85,20 @@ class DepthDataset(Dataset):
     max_depth_m: float = 80.0
     name: str = "depth"
 
-    def __init__(self, data_path: str | Path, gt_path: str | Path | None, filenames_file: str | Path,
+    def __init__(self, data_path: str | Path, gt_path: str | Path | None, filenames_file: str | Path | list,
                  mode: str = "train", augment: AugmentConfig | None = None):
-        """data_path: image root; gt_path: ground-truth root (None = data_path); filenames_file: split file;
+        """data_path: image root; gt_path: ground-truth root (None = data_path); filenames_file: split file
+        (or a list of SplitEntry);
         mode: "train" | "eval"; augment: training augmentation (default: the dataset's official one)."""
         if mode not in MODES:
             raise ValueError(f"{type(self).__name__}: mode must be one of {MODES}, got {mode!r}")
         self.data_path = Path(data_path)
         self.gt_path = Path(gt_path) if gt_path else self.data_path
-        self.filenames_file = Path(filenames_file)
+        self.filenames_file = Path(filenames_file) if not isinstance(filenames_file, list) else Path("<entries>")
         self.mode = mode
         self.augment = augment or self.default_augment()
-        entries = read_split_file(filenames_file, self.default_focal)
+        entries = list(filenames_file) if isinstance(filenames_file, list) else \
+            read_split_file(filenames_file, self.default_focal)
         if mode == "train":
             entries = [e for e in entries if e.gt is not None or self.has_other_ground_truth()]
             if not entries:

@@ -1,0 +1,277 @@
+"""Evaluate depth predictions with the standard metrics, two ways in.
+
+Run a model on a dataset::
+
+    python -m urcdc_model.evaluate --checkpoint default --dataset synthetic          # 200 held-out scenes
+    python -m urcdc_model.evaluate --checkpoint CKPT --dataset kitti --data-root RAW --split eigen_test.txt
+    python -m urcdc_model.evaluate --checkpoint CKPT --dataset kitti --data-root DRIVES  # every frame with GT
+
+Score saved outputs of any model (matched to ground truth by file stem)::
+
+    python -m urcdc_model.evaluate --pred-dir PRED --gt-dir GT --dataset kitti --crop garg --json out.json
+
+Prints the standard table (silog, abs_rel, log10, rms, sq_rel, log_rms, d1, d2, d3: the mean of the
+per-image metrics, as the official eval); ``--json`` writes the same numbers keyed by metric name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from urcdc_model import metrics as depth_metrics
+from urcdc_model.data.base import SplitEntry
+from urcdc_model.data.synthetic import KITTI_FOCAL_PX
+from urcdc_model.preprocessing import KB_CROP_HEIGHT, KB_CROP_WIDTH
+
+SYNTHETIC_TEST_FRAMES = 200
+SYNTHETIC_TEST_SIZE = (176, 576)
+DEPTH_SCALE = {"kitti": 256.0, "nyu": 1000.0, "synthetic": 256.0}
+# prefixes that differ between an image/prediction and its GT file in the public layouts (NYU sync)
+_STEM_PREFIXES = ("sync_depth_", "depth_", "rgb_", "pred_")
+
+
+# ------------------------------------------------------------------------------------------
+# datasets for the model path
+
+
+def kitti_split_from_drives(data_root: Path) -> list[SplitEntry]:
+    """Split entries for every frame under ``data_root/<date>/<drive>_sync`` that has annotated GT."""
+    entries = []
+    for image in sorted(data_root.glob("*/*_sync/image_02/data/*.png")):
+        drive = image.parents[2]
+        gt = drive / "proj_depth" / "groundtruth" / "image_02" / image.name
+        if gt.is_file():
+            entries.append(SplitEntry(str(image.relative_to(data_root)), str(gt.relative_to(drive.parent)),
+                                      KITTI_FOCAL_PX, len(entries) + 1))
+    if not entries:
+        raise SystemExit(f"{data_root}: no <date>/<drive>_sync/image_02/data/*.png frames with "
+                         "proj_depth/groundtruth/image_02 ground truth; pass --split FILE")
+    return entries
+
+
+def build_eval_dataset(args, input_size: tuple[int, int] | None):
+    """The evaluation dataset for ``--dataset`` (eval mode: no augmentation, ``has_valid_depth``)."""
+    if args.dataset == "synthetic":
+        if args.data_root:
+            from urcdc_model.data.kitti import KittiDepthDataset
+
+            split = args.split or kitti_split_from_drives(Path(args.data_root))
+            return KittiDepthDataset(args.data_root, args.data_root, split, mode="eval", kb_crop_eval=False)
+        from urcdc_model.data import synthetic
+
+        height, width = input_size or SYNTHETIC_TEST_SIZE
+        camera = {"train": None, "shifted-down": synthetic.STREET_SHIFTED_CAMERA_DOWN,
+                  "shifted-up": synthetic.STREET_SHIFTED_CAMERA_UP}[args.camera]
+        return synthetic.SyntheticDepthDataset(args.num_frames, kind=args.kind, height=height, width=width,
+                                               seed=synthetic.HELD_OUT_SEED, train=False, camera_range=camera)
+    if not args.data_root:
+        raise SystemExit(f"--dataset {args.dataset} needs --data-root (and --split unless it holds KITTI drives)")
+    data_root = Path(args.data_root)
+    gt_root = Path(args.gt_path) if args.gt_path else data_root
+    if args.dataset == "kitti":
+        from urcdc_model.data.kitti import KittiDepthDataset
+
+        split = args.split or kitti_split_from_drives(data_root)
+        return KittiDepthDataset(data_root, gt_root, split, mode="eval", gt_source=args.gt_source,
+                                 kb_crop_eval=not args.no_kb_crop)
+    from urcdc_model.data.nyu import NyuDepthDataset
+
+    if not args.split:
+        raise SystemExit("--dataset nyu needs --split (the official nyudepthv2_test_files_with_gt.txt)")
+    return NyuDepthDataset(data_root, gt_root, args.split, mode="eval")
+
+
+def predict_full_size(model, image_chw: torch.Tensor, input_size: tuple[int, int] | None, flip_tta: bool
+                      ) -> np.ndarray:
+    """Depth in metres at the image's own size; the network runs at ``input_size`` when given."""
+    from urcdc_model.inference import predict_depth
+
+    image = image_chw[None]
+    height, width = image.shape[-2:]
+    if input_size is not None and tuple(input_size) != (height, width):
+        image = F.interpolate(image, size=tuple(input_size), mode="bilinear", align_corners=False)
+    depth, _ = predict_depth(model, image, flip_tta=flip_tta)
+    if depth.shape[-2:] != (height, width):
+        depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
+    return depth[0, 0].float().numpy()
+
+
+def evaluate_model(args) -> tuple[dict[str, float], int]:
+    from urcdc_model.checkpoints import load_model
+
+    torch.set_grad_enabled(False)
+    model, cfg, meta = load_model(args.checkpoint, with_cnn=False, max_depth=args.model_max_depth)
+    if args.input_size:
+        input_size = tuple(int(v) for v in args.input_size.lower().split("x"))
+    elif "input_height" in meta and "input_width" in meta:
+        input_size = (int(meta["input_height"]), int(meta["input_width"]))
+    else:
+        input_size = None
+    dataset = build_eval_dataset(args, input_size)
+    metric_dataset = "synthetic" if args.dataset == "synthetic" else args.dataset
+    max_depth = args.max_depth or (10.0 if args.kind == "indoor" and args.dataset == "synthetic"
+                                   else depth_metrics.MAX_DEPTH_M[metric_dataset])
+    crop = args.crop or depth_metrics.DEFAULT_CROP[metric_dataset]
+    accumulator = depth_metrics.MetricAccumulator()
+    skipped = 0
+    count = len(dataset) if args.max_frames is None else min(len(dataset), args.max_frames)
+    for index in range(count):
+        sample = dataset[index]
+        if not sample.get("has_valid_depth", True):
+            skipped += 1
+            continue
+        gt = sample["depth"][0].numpy()
+        pred = predict_full_size(model, sample["image"], input_size, flip_tta=not args.no_flip_tta)
+        if not depth_metrics.valid_mask(gt, metric_dataset, crop, max_depth_m=max_depth).any():
+            skipped += 1
+            continue
+        accumulator.add(depth_metrics.compute_depth_metrics(gt, pred, dataset=metric_dataset, crop=crop,
+                                                            max_depth_m=max_depth))
+        if args.verbose:
+            print(f"{index + 1}/{count}", file=sys.stderr)
+    if skipped:
+        print(f"skipped {skipped} frame(s) without valid ground truth", file=sys.stderr)
+    return accumulator.mean(), accumulator.count
+
+
+# ------------------------------------------------------------------------------------------
+# saved predictions
+
+
+def _match_key(path: Path) -> str:
+    stem = path.stem
+    for prefix in _STEM_PREFIXES:
+        if stem.startswith(prefix):
+            return stem[len(prefix):]
+    return stem
+
+
+def _index_depth_files(directory: Path, what: str) -> dict[str, Path]:
+    if not directory.is_dir():
+        raise SystemExit(f"{directory}: {what} directory not found")
+    files: dict[str, Path] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".png", ".npy")):
+        key = _match_key(path)
+        if key in files:
+            raise SystemExit(f"{directory}: {files[key]} and {path} share the stem {key!r}; "
+                             f"put one drive per {what} directory")
+        files[key] = path
+    if not files:
+        raise SystemExit(f"{directory}: no .png or .npy depth files")
+    return files
+
+
+def read_depth_file(path: Path, depth_scale: float) -> np.ndarray:
+    """Metres from ``.npy`` (metres) or a 16-bit PNG (value / depth_scale)."""
+    if path.suffix.lower() == ".npy":
+        depth = np.load(path, allow_pickle=False)
+    else:
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise SystemExit(f"{path}: unreadable PNG")
+        if raw.dtype != np.uint16 or raw.ndim != 2:
+            raise SystemExit(f"{path}: depth PNG must be single-channel uint16 (metres x {depth_scale:g}), "
+                             f"got {raw.dtype} {raw.shape}")
+        depth = raw.astype(np.float32) / np.float32(depth_scale)
+    depth = np.asarray(depth, dtype=np.float32).squeeze()
+    if depth.ndim != 2:
+        raise SystemExit(f"{path}: expected an H x W depth map, got shape {depth.shape}")
+    return depth
+
+
+def align_prediction(pred: np.ndarray, gt_shape: tuple[int, int], path: Path) -> np.ndarray:
+    """A KB-cropped prediction is placed back into the full frame (zeros outside, as the official eval)."""
+    if pred.shape == gt_shape:
+        return pred
+    if pred.shape == (KB_CROP_HEIGHT, KB_CROP_WIDTH) and gt_shape[0] >= KB_CROP_HEIGHT and gt_shape[1] >= KB_CROP_WIDTH:
+        full = np.zeros(gt_shape, np.float32)
+        top, left = gt_shape[0] - KB_CROP_HEIGHT, (gt_shape[1] - KB_CROP_WIDTH) // 2
+        full[top:top + KB_CROP_HEIGHT, left:left + KB_CROP_WIDTH] = pred
+        return full
+    raise SystemExit(f"{path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground truth is "
+                     f"{gt_shape[0]}x{gt_shape[1]}; save predictions at the GT size (or the 352x1216 KB crop)")
+
+
+def evaluate_directories(args) -> tuple[dict[str, float], int]:
+    scale = DEPTH_SCALE[args.dataset]
+    preds = _index_depth_files(Path(args.pred_dir), "prediction")
+    gts = _index_depth_files(Path(args.gt_dir), "ground-truth")
+    missing = sorted(set(gts) - set(preds))
+    if missing:
+        raise SystemExit(f"{args.pred_dir}: no prediction for {len(missing)} ground-truth file(s), e.g. "
+                         f"{gts[missing[0]]} (stem {missing[0]!r})")
+    crop = args.crop or depth_metrics.DEFAULT_CROP[args.dataset]
+    max_depth = args.max_depth or depth_metrics.MAX_DEPTH_M[args.dataset]
+    accumulator = depth_metrics.MetricAccumulator()
+    for key in sorted(gts):
+        gt = read_depth_file(gts[key], scale)
+        pred = align_prediction(read_depth_file(preds[key], scale), gt.shape, preds[key])
+        if not depth_metrics.valid_mask(gt, args.dataset, crop, max_depth_m=max_depth).any():
+            print(f"{gts[key]}: no valid ground truth inside the crop, skipped", file=sys.stderr)
+            continue
+        accumulator.add(depth_metrics.compute_depth_metrics(gt, pred, dataset=args.dataset, crop=crop,
+                                                            max_depth_m=max_depth))
+    return accumulator.mean(), accumulator.count
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m urcdc_model.evaluate", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="model to run: 'default' or a checkpoint path")
+    source.add_argument("--pred-dir", help="saved predictions (.npy metres or 16-bit PNG at the dataset scale)")
+    parser.add_argument("--gt-dir", help="ground truth for --pred-dir (16-bit PNG or .npy), matched by file stem")
+    parser.add_argument("--dataset", required=True, choices=("kitti", "nyu", "synthetic"))
+    parser.add_argument("--data-root", help="dataset root (KITTI raw / NYU sync / a folder of written drives)")
+    parser.add_argument("--gt-path", help="ground-truth root if not under --data-root")
+    parser.add_argument("--split", help="split file: 'rgb_path gt_path focal' per line")
+    parser.add_argument("--crop", choices=depth_metrics.CROPS,
+                        help="evaluation crop (default: garg for KITTI, eigen for NYU, none for synthetic)")
+    parser.add_argument("--max-depth", type=float, help="max GT/prediction depth (default 80 KITTI, 10 NYU)")
+    parser.add_argument("--gt-source", default="annotated", choices=("annotated", "velodyne"),
+                        help="KITTI ground truth: annotated PNGs or LiDAR projected through the calibration")
+    parser.add_argument("--no-kb-crop", action="store_true", help="KITTI: feed full frames instead of the KB crop")
+    parser.add_argument("--kind", default="street", choices=("street", "indoor"), help="synthetic scene kind")
+    parser.add_argument("--camera", default="train", choices=("train", "shifted-down", "shifted-up"),
+                        help="synthetic camera height/pitch range (shifted = outside the training range)")
+    parser.add_argument("--num-frames", type=int, default=SYNTHETIC_TEST_FRAMES, help="synthetic held-out frames")
+    parser.add_argument("--input-size", help="run the network at HxW (default: the size stored with the model)")
+    parser.add_argument("--model-max-depth", type=float, help="override the model's max depth (official NYU: 10)")
+    parser.add_argument("--no-flip-tta", action="store_true", help="skip the flip test-time augmentation")
+    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
+    parser.add_argument("--json", help="write the metrics to this JSON file")
+    parser.add_argument("--verbose", action="store_true", help="print progress")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.pred_dir:
+        if not args.gt_dir:
+            raise SystemExit("--pred-dir needs --gt-dir")
+        if args.dataset == "synthetic":
+            raise SystemExit("--pred-dir/--gt-dir scores kitti or nyu style files; use --dataset kitti for drives")
+        results, count = evaluate_directories(args)
+    else:
+        results, count = evaluate_model(args)
+    print(f"Computing errors for {count} eval samples")
+    print(depth_metrics.format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
