@@ -70,13 +70,19 @@ def infer_depth(runtime: Any, rgb: np.ndarray, flip_tta: bool) -> tuple[np.ndarr
 
 
 def mark_invalid_depth(depth_m: np.ndarray, uncertainty_m: np.ndarray, max_depth_m: float) -> None:
-    """In place, REP 117: NaN where the model gave no usable value, +Inf beyond ``max_depth_m`` (0 = none)."""
+    """In place, REP 117: NaN where the model gave no usable value, +Inf beyond ``max_depth_m`` (0 = none).
+
+    Invalid pixels are rare, so one vectorised test per rule decides whether any masking is needed.
+    """
     with np.errstate(invalid="ignore"):
-        invalid = ~(depth_m > 0) | np.isnan(uncertainty_m)
-        depth_m[invalid] = np.nan
-        uncertainty_m[invalid] = np.nan
+        usable = (depth_m > 0) & ~np.isnan(uncertainty_m)
+        if not usable.all():
+            depth_m[~usable] = np.nan
+            uncertainty_m[~usable] = np.nan
         if max_depth_m > 0:
-            depth_m[depth_m > max_depth_m] = np.inf
+            too_far = depth_m > max_depth_m
+            if too_far.any():
+                depth_m[too_far] = np.inf
 
 
 class DepthNode(Node):

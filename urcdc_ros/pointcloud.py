@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from urcdc_ros.image_codec import HOST_IS_BIGENDIAN
@@ -95,17 +96,31 @@ class CloudPayload:
         return self.width * self.point_step
 
 
-def _allocate(height: int, width: int, point_step: int) -> CloudPayload:
-    data = array.array("B", bytes(height * width * point_step))  # zeroed, so padding bytes stay 0
-    floats = np.frombuffer(data, dtype=np.float32).reshape(height, width, point_step // 4)
-    return CloudPayload(data=data, height=height, width=width, point_step=point_step, floats=floats)
+class _Workspace:
+    """Every array one cloud size needs, allocated once: the payload and contiguous H' x W' scratch planes."""
+
+    def __init__(self, height: int, width: int, point_step: int) -> None:
+        data = array.array("B", bytes(height * width * point_step))
+        floats = np.frombuffer(data, dtype=np.float32).reshape(height, width, point_step // 4)
+        self.payload = CloudPayload(data=data, height=height, width=width, point_step=point_step, floats=floats)
+        plane = (height, width)
+        self.x, self.y, self.z, self.factor = (np.empty(plane, np.float32) for _ in range(4))
+        self.zeros = np.zeros(plane, np.float32)  # the padding channels
+        self.keep, self.test = np.empty(plane, bool), np.empty(plane, bool)
+        self.rgb_bits = np.empty(plane, np.uint32)
+        self.channel = np.empty(plane, np.uint32)
 
 
 class CloudBuilder:
-    """Builds clouds into one reused buffer (rclpy copies it on publish, so reuse is safe between frames)."""
+    """Builds clouds into one reused buffer (rclpy copies it on publish, so reuse is safe between frames).
+
+    Every step is a contiguous whole-plane numpy pass, and one cv2.merge interleaves the planes into
+    the message layout; this keeps the build within ~2x of a plain copy of the output buffer
+    (python -m urcdc_ros.node_bench).
+    """
 
     def __init__(self) -> None:
-        self._payload: CloudPayload | None = None
+        self._workspace: _Workspace | None = None
 
     def build(
         self,
@@ -131,34 +146,54 @@ class CloudBuilder:
             raise ValueError(f"stride must be >= 1, got {stride}")
         point_step = XYZ_POINT_STEP if rgb is None else XYZRGB_POINT_STEP
         out_h, out_w = -(-height // stride), -(-width // stride)
-        payload = self._payload
-        if payload is None or (payload.height, payload.width, payload.point_step) != (out_h, out_w, point_step):
-            payload = self._payload = _allocate(out_h, out_w, point_step)
-        x_over_z, y_over_z = ray_grid(intrinsics, stride)
-        floats = payload.floats
-        z = floats[..., 2]
-        np.copyto(z, depth_m[::stride, ::stride])
+        ws = self._workspace
+        if ws is None or (ws.payload.height, ws.payload.width, ws.payload.point_step) != (out_h, out_w, point_step):
+            ws = self._workspace = _Workspace(out_h, out_w, point_step)
+        depth = depth_m[::stride, ::stride]
+        # keep = finite, positive depth and, when asked, an uncertainty under both thresholds.
+        np.greater(depth, 0, out=ws.keep)
+        np.less(depth, np.inf, out=ws.test)
+        np.logical_and(ws.keep, ws.test, out=ws.keep)
+        if uncertainty_m is not None and max_uncertainty_m > 0:
+            np.less_equal(uncertainty_m[::stride, ::stride], max_uncertainty_m, out=ws.test)
+            np.logical_and(ws.keep, ws.test, out=ws.keep)
+        if uncertainty_m is not None and max_relative_uncertainty > 0:
+            np.multiply(depth, max_relative_uncertainty, out=ws.factor)
+            np.less_equal(uncertainty_m[::stride, ::stride], ws.factor, out=ws.test)
+            np.logical_and(ws.keep, ws.test, out=ws.keep)
+        # factor = 1 where kept, 0/0 = NaN elsewhere: a branch-free mask (boolean indexing is ~10x slower).
+        np.copyto(ws.factor, ws.keep)
         with np.errstate(invalid="ignore"):
-            z[~((z > 0) & (z < np.inf))] = np.nan  # NaN compares False, so it stays NaN
-            if uncertainty_m is not None and max_uncertainty_m > 0:
-                z[uncertainty_m[::stride, ::stride] > max_uncertainty_m] = np.nan
-            if uncertainty_m is not None and max_relative_uncertainty > 0:
-                z[uncertainty_m[::stride, ::stride] > max_relative_uncertainty * z] = np.nan
-        np.multiply(z, x_over_z, out=floats[..., 0])
-        np.multiply(z, y_over_z, out=floats[..., 1])
-        if rgb is not None:
-            _pack_rgb(payload, rgb[::stride, ::stride])
-        return payload
+            np.divide(ws.factor, ws.factor, out=ws.factor)
+        np.multiply(depth, ws.factor, out=ws.z)
+        x_over_z, y_over_z = ray_grid(intrinsics, stride)
+        np.multiply(ws.z, x_over_z, out=ws.x)
+        np.multiply(ws.z, y_over_z, out=ws.y)
+        if rgb is None:
+            planes = [ws.x, ws.y, ws.z, ws.zeros]
+        else:
+            planes = [ws.x, ws.y, ws.z, ws.zeros, _pack_rgb(ws, rgb[::stride, ::stride]), ws.zeros, ws.zeros,
+                      ws.zeros]
+        merged = cv2.merge(planes, dst=ws.payload.floats)
+        if not np.shares_memory(merged, ws.payload.floats):  # cv2 reallocated: never expected, but stay correct
+            np.copyto(ws.payload.floats, merged)
+        return ws.payload
 
 
-def _pack_rgb(payload: CloudPayload, rgb: np.ndarray) -> None:
-    """Write 0x00RRGGBB (in host byte order, which the message declares) into the rgb field's 4 bytes."""
-    rgb_bytes = np.frombuffer(payload.data, dtype=np.uint8).reshape(payload.height, payload.width, -1)
-    rgb_bytes = rgb_bytes[..., RGB_OFFSET:RGB_OFFSET + 4]
-    red, green, blue = (3, 2, 1) if HOST_IS_BIGENDIAN else (2, 1, 0)
-    rgb_bytes[..., red] = rgb[..., 0]
-    rgb_bytes[..., green] = rgb[..., 1]
-    rgb_bytes[..., blue] = rgb[..., 2]
+def _pack_rgb(ws: _Workspace, rgb: np.ndarray) -> np.ndarray:
+    """0x00RRGGBB per point as float32 bits (depth_image_proc's rgb field), in the host byte order."""
+    if HOST_IS_BIGENDIAN:
+        np.left_shift(rgb[..., 0], 16, out=ws.rgb_bits, dtype=np.uint32)
+        np.left_shift(rgb[..., 1], 8, out=ws.channel, dtype=np.uint32)
+        np.bitwise_or(ws.rgb_bits, ws.channel, out=ws.rgb_bits)
+        np.copyto(ws.channel, rgb[..., 2])
+        np.bitwise_or(ws.rgb_bits, ws.channel, out=ws.rgb_bits)
+        return ws.rgb_bits.view(np.float32)
+    # Little endian: 0x00RRGGBB is the byte sequence B, G, R, 0, i.e. BGRA with alpha cleared.
+    bgra = ws.rgb_bits.view(np.uint8).reshape(*ws.rgb_bits.shape, 4)
+    cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA, dst=bgra)
+    bgra[..., 3] = 0  # depth_image_proc leaves the alpha byte 0
+    return ws.rgb_bits.view(np.float32)
 
 
 def fill_cloud_msg(msg: Any, payload: CloudPayload, header: Any, point_field_type: Any = None) -> Any:
