@@ -12,11 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-KB_CROP_HEIGHT = 352
-KB_CROP_WIDTH = 1216
+from urcdc_model.preprocessing import IMAGENET_MEAN, IMAGENET_STD, KB_CROP_HEIGHT, KB_CROP_WIDTH
 
 
 def kb_crop(image: np.ndarray, depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
