@@ -215,3 +215,59 @@ def test_loads_real_kitti_frames_with_gt(shared_data):
         valid = frame.depth_m[frame.depth_m > 0]
         assert 0.05 < valid.size / frame.depth_m.size < 0.5  # KITTI annotated GT is semi-dense
         assert 1.0 < valid.min() and valid.max() < 90.0     # metres: value / 256 from intrinsics.json
+
+
+def test_without_dgr_bypasses_only_trained_refinement():
+    from urcdc_model.analysis.dgr_variants import trained_dgr_modules, without_dgr
+    from urcdc_model.models.dgr import DepthGradientRefinement
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), DepthGradientRefinement(4)).eval()
+    image = torch.randn(1, 3, 8, 8)
+    assert trained_dgr_modules(model) == []  # zero-initialised: the identity, nothing to compare
+    with torch.no_grad():
+        model[1].proj.weight.normal_()
+    assert trained_dgr_modules(model) == ["1"]
+    bypassed = without_dgr(model)
+    with torch.no_grad():
+        assert torch.equal(bypassed(image), model[0](image))
+        assert not torch.equal(model(image), model[0](image))  # the original keeps its DGR
+
+
+def test_cli_writes_report_with_dgr_comparison(tmp_path):
+    from urcdc_model.analysis.__main__ import main
+    from urcdc_model.checkpoints import save_model
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict({**ModelConfig.from_name("nano").to_dict(), "dgr_positions": ["crf0"]})
+    model = URCDCDepth(cfg).eval()
+    with torch.no_grad():
+        model.dgr["crf0"].proj.weight.normal_(std=0.1)  # stands in for trained DGR
+    checkpoint = save_model(tmp_path / "tiny.safetensors", model, cfg, meta={"input_height": 32, "input_width": 96})
+    output = tmp_path / "report"
+    # image files + GT pairing are covered above; one procedural frame (exact GT) keeps this fast
+    assert main(["--checkpoint", str(checkpoint), "--procedural", "1", "--output", str(output),
+                 "--keep-fractions", "0.05,1", "--masks-per-fraction", "1", "--targets", "1"]) == 0
+    numbers = json.loads((output / "report.json").read_text())
+    assert [(f["group"], f["height"], f["width"]) for f in numbers["frames"]] == [("procedural", 32, 96)]
+    assert numbers["frames"][0]["gt_valid_fraction"] > 0.3
+    assert numbers["continuity_variants"] == ["tiny", "tiny without DGR"]
+    continuity = numbers["continuity"]["procedural"]
+    assert set(continuity) == {"tiny/transformer", "tiny/cnn", "tiny without DGR/transformer", "tiny without DGR/cnn"}
+    assert continuity["tiny/transformer"]["grad1_log"] != continuity["tiny without DGR/transformer"]["grad1_log"]
+    assert set(numbers["attribution"]["procedural"]["branches"]) == {"transformer", "cnn"}
+    assert numbers["sparse_response"]["procedural"]["abs_rel_vs_full_prediction"]["cnn"][1] == 0.0
+    report = (output / "report.md").read_text()
+    for name in numbers["figures"].values():
+        assert (output / name).stat().st_size > 1000 and f"({name})" in report
+    assert "trained DGR modules (dgr.crf0)" in report
+
+
+def test_cli_rejects_bad_arguments(tmp_path):
+    from urcdc_model.analysis.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", "default", "--output", str(tmp_path)])  # nothing to analyse
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", "default", "--procedural", "1", "--output", str(tmp_path), "--branches", "swin"])

@@ -10,6 +10,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from urcdc_model.data.base import read_depth_png
+from urcdc_model.preprocessing import read_rgb
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -66,21 +69,6 @@ def find_depth_scale(gt_paths: Sequence[Path]) -> float | None:
                 if scale:
                     return float(scale)
     return None
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def read_depth_png(path: Path, depth_scale: float) -> np.ndarray:
-    """uint16 depth PNG -> float32 metres (value / depth_scale; 0 stays 'no data')."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
-        raise ValueError(f"{path}: expected a single-channel uint16 depth PNG")
-    return raw.astype(np.float32) / depth_scale
 
 
 def resize_frame(rgb: np.ndarray, depth_m: np.ndarray | None, height: int, width: int):
