@@ -67,10 +67,20 @@ def clamp_prediction(pred_m: np.ndarray, min_depth_m: float, max_depth_m: float)
     return pred
 
 
+def _as_hw(depth: np.ndarray) -> np.ndarray:
+    """Drop singleton batch/channel axes (1x1xHxW, HxWx1 -> HxW) but keep 1xW rows."""
+    depth = np.asarray(depth, dtype=np.float32)
+    while depth.ndim > 2 and depth.shape[0] == 1:
+        depth = depth[0]
+    while depth.ndim > 2 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    return depth
+
+
 def valid_mask(gt_m: np.ndarray, dataset: str = "kitti", crop: str | None = None, min_depth_m: float = MIN_DEPTH_M,
                max_depth_m: float | None = None) -> np.ndarray:
     """Pixels that count: min < gt < max, inside the crop."""
-    gt = np.asarray(gt_m, dtype=np.float32).squeeze()
+    gt = _as_hw(gt_m)
     max_depth_m = MAX_DEPTH_M[dataset] if max_depth_m is None else max_depth_m
     crop = DEFAULT_CROP[dataset] if crop is None else crop
     return (gt > min_depth_m) & (gt < max_depth_m) & crop_mask(gt.shape, crop, dataset)
@@ -83,8 +93,8 @@ def compute_depth_metrics(gt_m: np.ndarray, pred_m: np.ndarray, dataset: str = "
     dataset: "kitti" | "nyu" | "synthetic" (sets the default max depth and crop);
     crop: "garg" | "eigen" | "none" (default: garg for KITTI, eigen for NYU, none for synthetic).
     """
-    gt = np.asarray(gt_m, dtype=np.float32).squeeze()
-    pred = np.asarray(pred_m, dtype=np.float32).squeeze()
+    gt = _as_hw(gt_m)
+    pred = _as_hw(pred_m)
     if gt.shape != pred.shape or gt.ndim != 2:
         raise ValueError(f"compute_depth_metrics: gt {gt.shape} and prediction {pred.shape} must be the same HxW; "
                          "resize the prediction to the ground-truth size first")
