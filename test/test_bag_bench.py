@@ -152,6 +152,15 @@ def test_uncertainty_that_tracks_error_ranks_and_sparsifies_well():
     assert [b["mean_uncertainty_m"] for b in bins] == sorted(b["mean_uncertainty_m"] for b in bins)
 
 
+def test_node_parameters_for_the_baseline(tmp_path: Path):
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text("/**:\n  ros__parameters:\n    model: a.onnx\n    flip_tta: true\n    num_threads: 2\n")
+    params = bag_bench.node_parameters(params_file, ["num_threads:=1", "input_height:=64", "input_width:=192"])
+    assert (params.model, params.flip_tta, params.num_threads, params.input_size) == ("a.onnx", True, 1, (64, 192))
+    with pytest.raises(ValueError, match="NAME:=VALUE"):
+        bag_bench.node_parameters(params_file, ["num_threads=1"])
+
+
 def test_16uc1_ground_truth_is_millimetres():
     raw = np.array([[0, 1500], [80_00, 65535]], dtype=np.uint16)
 
@@ -186,7 +195,7 @@ def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):
     write_bag(tmp_path / "bag", num_frames=num_frames)
     report = bag_bench.run_bench(
         tmp_path / "bag", tmp_path / "report", launch_node=True,
-        node_params=[f"model:={nano_checkpoint}", "backend:=torch", "num_threads:=1"],
+        node_params=[f"model:={nano_checkpoint}", "backend:=torch", "num_threads:=1"], model_baseline=True,
         options=bag_bench.ReplayOptions(rate=None, startup_timeout_s=120.0), verbose=False)
     assert report["frames_published"] == report["frames_received"] == num_frames
     assert report["drop_rate"] == 0.0
@@ -197,6 +206,8 @@ def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):
     # an untrained network: the numbers only have to be real metrics of what the node published
     assert report["metrics"]["abs_rel"] > 0 and 0 <= report["metrics"]["d1"] <= 1
     assert report["uncertainty_frames_received"] == num_frames
+    assert report["model_only_latency_ms"]["model"] == str(nano_checkpoint)
+    assert report["latency_over_model_only"] > 0
     assert 0 <= report["uncertainty_calibration"]["fraction_error_below_uncertainty"] <= 1
     on_disk = json.loads((tmp_path / "report" / "report.json").read_text())
     assert on_disk["frames_received"] == num_frames

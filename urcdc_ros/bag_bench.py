@@ -72,6 +72,54 @@ def join_topic(namespace: str, name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Model-only baseline: the same inference call the node makes, in this process, without ROS
+
+
+def node_parameters(params_file: Path | None = None, node_params: Sequence[str] = ()):
+    """The depth node's validated parameters from a params file and ``name:=value`` overrides."""
+    import yaml
+
+    from urcdc_ros.params import DepthNodeParams
+
+    values: dict = {}
+    params_file = params_file or package_config_file("depth.yaml")
+    if params_file is not None:
+        for section in (yaml.safe_load(Path(params_file).read_text()) or {}).values():
+            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                values.update(section["ros__parameters"])
+    for assignment in node_params:
+        name, sep, text = assignment.partition(":=")
+        if not sep:
+            raise ValueError(f"--node-param '{assignment}': write NAME:=VALUE")
+        values[name.strip()] = yaml.safe_load(text)  # ROS reads -p values as YAML too
+    return DepthNodeParams.from_values(values)
+
+
+def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> dict:
+    """Median/p90 ms of the node's own inference call (``infer_depth``) on the bag's frames, in process.
+
+    ``runs`` calls, cycling through the first frames of the bag, after the runtime's own warm-up.
+
+    Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
+    """
+    from urcdc_model.runtime import DepthRuntime
+    from urcdc_ros.depth_node import infer_depth
+
+    runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
+                                     precision=params.precision, input_size=params.input_size,
+                                     num_threads=params.num_threads or None)
+    images = [frame.rgb() for frame in frames[:runs]]
+    times_ms = []
+    for run in range(runs):
+        rgb = images[run % len(images)]
+        start = time.perf_counter()
+        infer_depth(runtime, rgb, params.flip_tta)
+        times_ms.append((time.perf_counter() - start) * 1e3)
+    return {"median": float(np.median(times_ms)), "p90": float(np.percentile(times_ms, 90)),
+            "frames": len(times_ms), "model": str(params.model), "backend": str(runtime.backend)}
+
+
+# ---------------------------------------------------------------------------------------------
 # The node under test, when we start it
 
 
@@ -359,10 +407,14 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
               options: ReplayOptions | None = None, launch_node: bool = False, params_file: Path | None = None,
               node_params: Sequence[str] = (), max_frames: int | None = None, crop: str = "garg",
               min_depth_m: float = 1e-3, max_depth_m: float = 80.0, verbose: bool = True,
-              node_process: NodeProcess | None = None) -> dict:
+              node_process: NodeProcess | None = None, model_baseline: bool = False,
+              model_only: dict | None = None) -> dict:
     """Load ``bag``, replay it into the node (started here when ``launch_node``), write the report.
 
     node_process: a node the caller started (watched for crashes, left running).
+    model_baseline: first time the node's model alone on the bag's frames (settings from
+    ``params_file``/``node_params``), before the node is started, and report the ratio;
+    model_only: such a baseline measured by the caller (``model_only_latency``).
 
     Returns the report dictionary (also written to ``report_dir/report.json``).
     """
@@ -376,6 +428,10 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
               f"({contents.frames[0].width}x{contents.frames[0].height}, {contents.frames[0].encoding}), "
               f"{contents.frames_with_gt} with ground truth", flush=True)
     scorer = FrameScorer(contents, crop=crop, min_depth_m=min_depth_m, max_depth_m=max_depth_m)
+    if model_baseline and model_only is None:
+        if verbose:
+            print("timing the model alone on the bag's frames (baseline)", flush=True)
+        model_only = model_only_latency(contents.frames, node_parameters(params_file, node_params))
     own_process = None
     if launch_node:
         if options.node_namespace in ("", "/"):
@@ -390,7 +446,7 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
     report = build_report(contents, timing, scorer, options_summary={
         "mode": "max-rate (closed loop)" if options.rate is None else f"rate {options.rate:g}x (open loop)",
         "node_namespace": options.node_namespace, "launched_node": launch_node,
-        "qos": "reliable" if options.reliable else "best_effort"})
+        "qos": "reliable" if options.reliable else "best_effort", "model_only_latency_ms": model_only})
     write_report(report, contents, scorer, report_dir)
     if verbose:
         print_summary(report)
@@ -425,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="parameters for the launched node (default config/depth.yaml)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra parameter for the launched node, repeatable")
+    parser.add_argument("--model-baseline", action="store_true",
+                        help="first time the node's model alone, in this process, 10 runs on the bag's frames (settings "
+                             "from --params-file/--node-param) and report node latency / model-only latency")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the image publisher")
     parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
@@ -451,7 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_bench(args.bag, args.report, image_topic=args.image_topic, info_topic=args.info_topic,
                   gt_topic=args.gt_topic, options=options, launch_node=args.launch_node,
                   params_file=args.params_file, node_params=args.node_param, max_frames=args.max_frames,
-                  crop=args.crop, min_depth_m=args.min_depth, max_depth_m=args.max_depth)
+                  crop=args.crop, min_depth_m=args.min_depth, max_depth_m=args.max_depth,
+                  model_baseline=args.model_baseline)
     except (BagTopicError, FileNotFoundError, ValueError, TimeoutError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from urcdc_ros.bag_frames import BagContents  # noqa: E402
 
 MAX_ERROR_POINTS = 40_000  # enough to see the pattern of sparse LiDAR GT without a slow scatter
 DPI = 100
+DENSE_GT_FRACTION = 0.5
 
 
 def write_plots(report: dict, contents: BagContents, showcase, report_dir: Path) -> dict[str, str]:
@@ -73,15 +74,20 @@ def frame_panels(rgb: np.ndarray, depth_m: np.ndarray, uncertainty_m: np.ndarray
             label = "uncertainty (m)"
         else:
             ax.imshow(rgb.mean(axis=2), cmap="gray", vmin=0, vmax=255 * 2)
-            rows, cols = np.nonzero(np.isfinite(gt_depth_m) & np.isfinite(depth_m))
-            if rows.size > MAX_ERROR_POINTS:
-                keep = np.random.default_rng(0).choice(rows.size, MAX_ERROR_POINTS, replace=False)
-                rows, cols = rows[keep], cols[keep]
-            error = np.abs(depth_m[rows, cols] - gt_depth_m[rows, cols])
-            top = float(np.percentile(error, 95)) if error.size else 1.0
-            shown = ax.scatter(cols, rows, c=error, s=1.5, cmap="inferno", vmin=0, vmax=max(top, 1e-3), linewidths=0)
-            ax.set_xlim(0, width)
-            ax.set_ylim(height, 0)
+            has_gt = np.isfinite(gt_depth_m) & np.isfinite(depth_m)
+            error_m = np.where(has_gt, np.abs(depth_m - gt_depth_m), np.nan)
+            top = max(float(np.nanpercentile(error_m, 95)), 1e-3) if has_gt.any() else 1.0
+            if has_gt.mean() > DENSE_GT_FRACTION:  # dense GT (procedural, stereo): an image
+                shown = ax.imshow(error_m, cmap="inferno", vmin=0, vmax=top)
+            else:  # sparse LiDAR GT: dots, or single pixels would vanish at this size
+                rows, cols = np.nonzero(has_gt)
+                if rows.size > MAX_ERROR_POINTS:
+                    keep = np.random.default_rng(0).choice(rows.size, MAX_ERROR_POINTS, replace=False)
+                    rows, cols = rows[keep], cols[keep]
+                shown = ax.scatter(cols, rows, c=error_m[rows, cols], s=1.5, cmap="inferno", vmin=0, vmax=top,
+                                   linewidths=0)
+                ax.set_xlim(0, width)
+                ax.set_ylim(height, 0)
             label = "|depth − GT| (m) at GT pixels"
         ax.set_title(label, fontsize=9)
         fig.colorbar(shown, ax=ax, fraction=0.025, pad=0.01)
