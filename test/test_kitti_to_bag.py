@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from scipy.spatial.transform import Rotation
 
 from urcdc_model.data import calib as kitti_calib
 from urcdc_model.data.synthetic import write_kitti_drive
@@ -70,6 +71,8 @@ def test_conversion_reads_back(drive: Path, tmp_path: Path, storage: str):
     summary = convert_drive(drive, bag, storage=storage, gt="annotated", velodyne=False, progress=False)
     assert summary.gt_source == "annotated"
     types, messages = read_bag(bag)
+    tf_static = messages.pop(kitti_to_bag.TF_STATIC_TOPIC)
+    assert types.pop(kitti_to_bag.TF_STATIC_TOPIC) == "tf2_msgs/msg/TFMessage" and len(tf_static) == 1
     assert types == {f"{LEFT}/image_raw": "sensor_msgs/msg/Image",
                      f"{LEFT}/camera_info": "sensor_msgs/msg/CameraInfo",
                      f"{LEFT}/depth_gt": "sensor_msgs/msg/Image"}
@@ -113,8 +116,9 @@ def test_max_frames_and_cli(drive: Path, tmp_path: Path, capsys):
     assert kitti_to_bag.main(["--drive", str(drive), "--output", str(bag), "--max-frames", "2", "--gt", "none",
                               "--no-velodyne", "--quiet"]) == 0
     types, messages = read_bag(bag)
-    assert sorted(types) == [f"{LEFT}/camera_info", f"{LEFT}/image_raw"]
-    assert all(len(m) == 2 for m in messages.values())
+    assert sorted(types) == [f"{LEFT}/camera_info", f"{LEFT}/image_raw", kitti_to_bag.TF_STATIC_TOPIC]
+    assert {topic: len(m) for topic, m in messages.items()} == {
+        f"{LEFT}/camera_info": 2, f"{LEFT}/image_raw": 2, kitti_to_bag.TF_STATIC_TOPIC: 1}
     assert "image_raw" in capsys.readouterr().out
 
 
@@ -142,6 +146,9 @@ def test_velodyne_ground_truth_from_real_scan(shared_data: Path, tmp_path: Path)
     assert summary.gt_source == "velodyne"
     types, messages = read_bag(bag)
     assert types[kitti_to_bag.VELO_TOPIC] == "sensor_msgs/msg/PointCloud2"
+    with AnyReader([bag]) as reader:
+        qos = reader.topics[kitti_to_bag.TF_STATIC_TOPIC].connections[0].ext.offered_qos_profiles
+    assert qos and qos[0].durability.name == "TRANSIENT_LOCAL"  # `ros2 bag play` latches it
     (_, cloud), = messages[kitti_to_bag.VELO_TOPIC]
     scan = np.fromfile(source / "velodyne" / "000000.bin", dtype=np.float32).reshape(-1, 4)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "intensity"] and cloud.point_step == 16
@@ -154,6 +161,21 @@ def test_velodyne_ground_truth_from_real_scan(shared_data: Path, tmp_path: Path)
     valid = depth_m[np.isfinite(depth_m)]
     assert 0.02 < valid.size / depth_m.size < 0.2  # a 64-beam scan covers a few percent of the pixels
     assert 3.0 < np.percentile(valid, 1) and np.percentile(valid, 99) < 81.0
+
+    # /tf_static: velo_link -> camera. Points moved into the camera frame by the inverse of that pose
+    # and projected with K alone must land where P_rect (with its baseline column) puts them.
+    (_, tf_msg), = messages[kitti_to_bag.TF_STATIC_TOPIC]
+    (stamped,) = tf_msg.transforms
+    assert (stamped.header.frame_id, stamped.child_frame_id) == ("velo_link", "camera_color_left_optical_frame")
+    q, t = stamped.transform.rotation, stamped.transform.translation
+    velo_from_camera = np.eye(4)
+    velo_from_camera[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    velo_from_camera[:3, 3] = [t.x, t.y, t.z]
+    forward = scan[scan[:, 0] > 5.0][::50]
+    in_camera = (np.linalg.inv(velo_from_camera) @ np.c_[forward[:, :3], np.ones(len(forward))].T)[:3]
+    pixels_tf = (object_calib.intrinsics @ in_camera)[:2] / in_camera[2]
+    projected = object_calib.velo_to_image() @ np.c_[forward[:, :3], np.ones(len(forward))].T
+    np.testing.assert_allclose(pixels_tf, projected[:2] / projected[2], atol=0.05)  # px
 
 
 def test_missing_files_give_clear_errors(drive: Path, tmp_path: Path):

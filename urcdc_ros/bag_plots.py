@@ -40,7 +40,8 @@ def latency_histogram(latencies_ms: np.ndarray, report: dict, path: Path) -> Pat
         ax.axvline(value, color="k", linestyle=style, label=f"{name} {value:.0f} ms")
     ax.set_xlabel("publish → depth received (ms)")
     ax.set_ylabel("frames")
-    ax.set_title(f"{report['frames_received']}/{report['frames_published']} frames, {report['mode']}", fontsize=9)
+    ax.set_title(f"{report['frames_received']} of {report['frames_published']} frames answered, {report['mode']}",
+                 fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

@@ -287,7 +287,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Bag replay: `{report['bag']}`", "",
              f"{report['frames_in_bag']} frames of `{report['image_topic']}` "
              f"({report['resolution'][0]}x{report['resolution'][1]} {report['encoding']}), {report['mode']}, "
-             f"node namespace `{report['node_namespace']}`.", "",
+             f"node namespace `{report['node_namespace']}` (outputs subscribed: `depth`, `depth/uncertainty`; "
+             "the node skips work for its other outputs when nobody listens).", "",
              "| measure | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in summary_rows(report)]
     if report["metrics"]:

@@ -12,6 +12,7 @@ Topics follow kitti2bag so existing RViz layouts and scripts keep working:
 | ``/kitti/camera_gray_left/…``, ``…_right/…`` | Image mono8 | ``image_00``, ``image_01`` (``--cameras 0,1``) |
 | ``/kitti/velo/pointcloud`` | PointCloud2 x,y,z,intensity | ``velodyne_points/data/*.bin`` |
 | ``/kitti/camera_color_left/depth_gt`` | Image 32FC1 metres, NaN = none | annotated PNGs or projected LiDAR |
+| ``/tf_static`` | TFMessage, latched | ``velo_link`` -> each camera's optical frame (needs ``calib_velo_to_cam.txt``) |
 
 D is zero because ``_sync`` images are already rectified; R and P are what kitti2bag writes, so
 ``image_geometry`` projects exactly as KITTI's devkit does. Header stamps come from each sensor's
@@ -30,6 +31,8 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
@@ -45,6 +48,13 @@ GT_SOURCES = ("auto", "annotated", "velodyne", "none")
 ANNOTATED_DEPTH_SCALE = 256.0  # KITTI depth benchmark: uint16 PNG, metres = value / 256, 0 = none
 VELO_TOPIC = "/kitti/velo/pointcloud"
 VELO_FRAME = "velo_link"
+TF_STATIC_TOPIC = "/tf_static"
+_FOREVER = QosTime(sec=2147483647, nsec=4294967295)  # rosbag2's "infinite" duration
+# What tf2's static broadcaster offers, so `ros2 bag play` re-publishes /tf_static latched.
+TF_STATIC_QOS = Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+                    durability=QosDurability.TRANSIENT_LOCAL, deadline=_FOREVER, lifespan=_FOREVER,
+                    liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_FOREVER,
+                    avoid_ros_namespace_conventions=False)
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,31 @@ def pointcloud_message(points: np.ndarray, stamp_ns: int, frame_id: str):
         point_step=16, row_step=16 * len(data), data=data.reshape(-1).view(np.uint8), is_dense=False)
 
 
+def camera_from_velo(calibration: kitti_calib.CameraCalibration) -> np.ndarray:
+    """4x4 transform taking Velodyne points into the camera's rectified optical frame.
+
+    P_rect = K [I | t], so the camera sits at -t in the rectified reference frame: t = K^-1 P[:, 3].
+    """
+    shift = np.eye(4)
+    shift[:3, 3] = np.linalg.solve(calibration.intrinsics, calibration.projection[:, 3])
+    return shift @ calibration.rectification @ calibration.velo_to_cam
+
+
+def tf_static_message(transforms: dict[str, np.ndarray], parent: str, stamp_ns: int):
+    """A TFMessage with ``parent`` -> child transforms (each 4x4 maps child points into ``parent``)."""
+    t = TYPESTORE.types
+    stamped = []
+    for child, matrix in transforms.items():
+        x, y, z, w = Rotation.from_matrix(matrix[:3, :3]).as_quat()  # nearest rotation to the calibrated one
+        stamped.append(t["geometry_msgs/msg/TransformStamped"](
+            header=header(stamp_ns, parent), child_frame_id=child,
+            transform=t["geometry_msgs/msg/Transform"](
+                translation=t["geometry_msgs/msg/Vector3"](x=float(matrix[0, 3]), y=float(matrix[1, 3]),
+                                                           z=float(matrix[2, 3])),
+                rotation=t["geometry_msgs/msg/Quaternion"](x=float(x), y=float(y), z=float(z), w=float(w)))))
+    return t["tf2_msgs/msg/TFMessage"](transforms=stamped)
+
+
 # ---------------------------------------------------------------------------------------------
 # Conversion
 
@@ -337,13 +372,20 @@ def convert_drive(drive_dir: str | Path, output: str | Path, storage: str = "mca
     with Writer(output, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer, \
             tqdm(total=total, desc=f"kitti_to_bag {drive_dir.name}", unit="frame", disable=not progress) as bar:
 
-        def add(topic: str, msgtype: str):
-            return writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+        def add(topic: str, msgtype: str, qos: Sequence[Qos] = ()):
+            return writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=qos)
 
         def write(connection, msg, stamp_ns: int) -> None:
             writer.write(connection, stamp_ns, TYPESTORE.serialize_cdr(msg, connection.msgtype))
             summary.counts[connection.topic] = summary.counts.get(connection.topic, 0) + 1
 
+        first_stamp = min(stamp for frames in camera_frames.values() for _, stamp in frames)
+        if all(calibration.velo_to_cam is not None for calibration, _ in calibrations.values()):
+            # velo_link -> each camera's optical frame, so the LiDAR and the cameras overlay in RViz
+            transforms = {CAMERAS[i].frame_id: np.linalg.inv(camera_from_velo(calibration))
+                          for i, (calibration, _) in calibrations.items()}
+            write(add(TF_STATIC_TOPIC, "tf2_msgs/msg/TFMessage", [TF_STATIC_QOS]),
+                  tf_static_message(transforms, VELO_FRAME, first_stamp), first_stamp)
         for index, frames in camera_frames.items():
             spec = CAMERAS[index]
             calibration, rectification = calibrations[index]
