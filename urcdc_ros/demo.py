@@ -77,6 +77,7 @@ def write_sample_drive(samples: Path, root: Path) -> Path:
     height, width = cv2.imread(str(image_dir / f"{frames[0]}.png")).shape[:2]
     fx, fy, cx, cy = (float(intrinsics[k]) for k in ("fx", "fy", "cx", "cy"))
     write_raw_calibration(drive.parent, np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]), (height, width))
+    (drive.parent / "calib_velo_to_cam.txt").unlink()  # the samples have no LiDAR; don't invent its pose
     return drive
 
 
