@@ -85,6 +85,24 @@ def test_ros1_kitti2bag_bag_loads(tmp_path: Path):
     np.testing.assert_array_equal(frame.camera_info.p, p)
 
 
+def test_compressed_images_are_decoded(tmp_path: Path):
+    """A bag recorded from image_transport's compressed topic replays as rgb8."""
+    import cv2
+
+    types = kitti_to_bag.TYPESTORE
+    rgb = render_frame(seed=5, height=HEIGHT, width=WIDTH).rgb
+    ok, png = cv2.imencode(".png", rgb[..., ::-1])
+    assert ok
+    msg = types.types["sensor_msgs/msg/CompressedImage"](
+        header=kitti_to_bag.header(42, "cam"), format="rgb8; png compressed bgr8", data=png.reshape(-1))
+    with Writer(tmp_path / "bag", version=kitti_to_bag.BAG_VERSION) as writer:
+        connection = writer.add_connection("/cam/image_raw/compressed", msg.__msgtype__, typestore=types)
+        writer.write(connection, 42, types.serialize_cdr(msg, msg.__msgtype__))
+    frame, = load_bag(tmp_path / "bag", image_topic="/cam/image_raw/compressed", info_topic="").frames
+    assert frame.encoding == "rgb8" and frame.camera_info is None
+    np.testing.assert_array_equal(frame.pixels, rgb)
+
+
 def test_missing_topic_lists_what_the_bag_has(tmp_path: Path, capsys):
     write_bag(tmp_path / "bag", num_frames=1, with_info=False, with_gt=False)
     with pytest.raises(BagTopicError) as error:
