@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from urcdc_model.data.synthetic import HELD_OUT_SEED
+
 from .branches import parse_branches
 from .dgr_variants import dgr_modules, trained_dgr_modules, without_dgr
 from .inputs import load_image_frames, procedural_frames
@@ -52,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--procedural", type=int, default=0, metavar="N",
                         help="also analyse N procedural frames with exact depth (urcdc_model.data.synthetic)")
     parser.add_argument("--procedural-kind", choices=("street", "indoor"), default="street")
-    parser.add_argument("--procedural-seed", type=int, default=900_000,
-                        help="first render seed (far from the training seeds, so these frames are unseen)")
+    parser.add_argument("--procedural-seed", type=int, default=HELD_OUT_SEED,
+                        help="first render seed (default: the held-out test seeds, never used in training)")
     parser.add_argument("--output", required=True, type=Path, help="directory for report.md, report.json, PNGs")
     parser.add_argument("--branches", type=parse_branches, default=["transformer", "cnn"],
                         help="comma list of transformer,cnn (default both)")

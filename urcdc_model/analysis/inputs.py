@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from urcdc_model.data.base import read_depth_png
+from urcdc_model.data.synthetic import HELD_OUT_SEED, render_frame
 from urcdc_model.preprocessing import read_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -113,10 +114,9 @@ def load_image_frames(
     return frames
 
 
-def procedural_frames(count: int, height: int, width: int, kind: str = "street", seed: int = 1000) -> list[AnalysisFrame]:
-    """Rendered frames with exact dense depth (urcdc_model.data.synthetic)."""
-    from urcdc_model.data.synthetic import render_frame
-
+def procedural_frames(count: int, height: int, width: int, kind: str = "street",
+                      seed: int = HELD_OUT_SEED) -> list[AnalysisFrame]:
+    """Rendered frames with exact dense depth (urcdc_model.data.synthetic), held-out seeds by default."""
     frames = []
     for index in range(count):
         frame = render_frame(seed=seed + index, kind=kind, height=height, width=width)
