@@ -45,6 +45,8 @@ _NEAR_M = 0.05
 # the 12 edges of a box whose corners are ordered x-major, then y, then z (index = 4x + 2y + z)
 _BOX_EDGES = np.array([[i, i | bit] for bit in (1, 2, 4) for i in range(8) if not i & bit])
 _QUAD_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
+# picks the 8 corners (same order) out of (xmin, xmax, ymin, ymax, zmin, zmax)
+_BOX_CORNER_SELECT = np.array([[x, 2 + y, 4 + z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,13 @@ def _add_car(scene: Scene, rng: np.random.Generator, x_center: float, z_center: 
     scene.boxes.append((x_center - half_w, x_center + half_w, 0.28, body_top,
                         z_center - half_l, z_center + half_l, VEHICLE, paint))
     cabin_len = length * rng.uniform(0.45, 0.6)
-    scene.boxes.append((x_center - half_w + 0.12, x_center + half_w - 0.12, body_top,
-                        body_top + rng.uniform(0.4, 0.55), z_center - cabin_len / 2 - 0.2,
-                        z_center + cabin_len / 2 - 0.2, GLASS, np.array([0.10, 0.12, 0.15], np.float32)))
+    scene.boxes.append((x_center - half_w + 0.15, x_center + half_w - 0.15, body_top,
+                        body_top + rng.uniform(0.38, 0.52), z_center - cabin_len / 2 - 0.2,
+                        z_center + cabin_len / 2 - 0.2, GLASS, np.array([0.22, 0.26, 0.31], np.float32)))
+    tyre = np.array([0.06, 0.06, 0.06], np.float32)
+    for axle_z in (z_center - half_l + 0.75, z_center + half_l - 0.8):   # wheels as dark axle blocks
+        scene.boxes.append((x_center - half_w - 0.02, x_center + half_w + 0.02, 0.0, 0.62,
+                            axle_z - 0.31, axle_z + 0.31, VEHICLE, tyre))
 
 
 def _add_tree(scene: Scene, rng: np.random.Generator, x: float, z: float) -> None:
@@ -238,6 +244,28 @@ def make_indoor_scene(rng: np.random.Generator) -> Scene:
         x, z = rng.uniform(x_lo + 0.3, x_hi - 0.3), rng.uniform(z_lo + 2.0, z_hi - 0.3)
         scene.cylinders.append((x, z, rng.uniform(0.03, 0.25), 0.0, rng.uniform(0.5, 1.8), FURNITURE,
                                 _color(rng, 0.2, 0.9)))
+    # pictures, a door and a window: thin boxes on the walls give the walls texture and scale
+    for _ in range(rng.integers(1, 5)):
+        w, h = rng.uniform(0.3, 1.2), rng.uniform(0.3, 0.9)
+        y0 = rng.uniform(1.1, height - h - 0.2)
+        wall = rng.integers(0, 3)
+        if wall == 2:
+            x0 = rng.uniform(x_lo + 0.1, x_hi - w - 0.1)
+            box = (x0, x0 + w, y0, y0 + h, z_hi - 0.03, z_hi)
+        else:
+            x0 = x_lo if wall == 0 else x_hi - 0.03
+            z0 = rng.uniform(z_lo + 1.0, z_hi - w - 0.1)
+            box = (x0, x0 + 0.03, y0, y0 + h, z0, z0 + w)
+        scene.boxes.append(box + (FURNITURE, _color(rng, 0.1, 0.9)))
+    if rng.random() < 0.7:
+        x0 = x_lo if rng.random() < 0.5 else x_hi - 0.05
+        z0 = rng.uniform(z_lo + 1.0, z_hi - 1.0)
+        scene.boxes.append((x0, x0 + 0.05, 0.0, 2.05, z0, z0 + 0.9, FURNITURE,
+                            np.array([0.45, 0.3, 0.18], np.float32) * rng.uniform(0.6, 1.2)))
+    if rng.random() < 0.6:
+        x0 = rng.uniform(x_lo + 0.2, x_hi - 1.6)
+        scene.boxes.append((x0, x0 + rng.uniform(0.8, 1.4), 0.9, 2.1, z_hi - 0.02, z_hi, GLASS,
+                            np.array([0.75, 0.82, 0.9], np.float32)))
     return scene
 
 
@@ -254,7 +282,7 @@ def camera_rotation(pitch_deg: float, yaw_deg: float) -> np.ndarray:
 
 
 class _Raycaster:
-    """Z-buffered closest-hit over all pixels; each primitive updates only its screen rectangle."""
+    """Z-buffered closest hit over all pixels; each primitive updates only its screen rectangle."""
 
     def __init__(self, origin: np.ndarray, rotation: np.ndarray, intrinsics: np.ndarray, height: int, width: int):
         self.height, self.width = height, width
@@ -276,56 +304,56 @@ class _Raycaster:
         self.obj = np.full((height, width), -1, np.int32)
         self.face = np.zeros((height, width), np.int8)
 
-    def screen_rect(self, corners: np.ndarray, edges: np.ndarray) -> tuple[tuple[slice, slice], float] | None:
-        """Pixel rectangle covering a convex polytope (corners, edges as index pairs) and its smallest depth.
+    def screen_rects(self, corners: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel rectangles [r0, r1, c0, c1] (M x 4) and smallest camera depths (M) of M convex polytopes.
 
-        The polytope is clipped against the near plane first (corners in front plus edge crossings), so
-        geometry reaching behind the camera still gets a tight rectangle. None when nothing is visible.
+        corners: M x K x 3 world points, edges: index pairs into K. Polytopes reaching behind the camera
+        are clipped against the near plane (corners in front plus edge crossings) so their rectangle
+        stays tight. Invisible ones get an empty rectangle. Vectorised: per-primitive Python calls were
+        most of the frame time.
         """
-        cam = (corners - self.origin) @ self.rotation          # world -> camera (rows times R = R^T p)
-        front = cam[:, 2] >= _NEAR_M
-        if not front.any():
-            return None
-        points = cam[front]
-        if not front.all():
-            a, b = cam[edges[:, 0]], cam[edges[:, 1]]
+        cam = (corners - self.origin.astype(np.float64)) @ self.rotation      # world -> camera (R^T p per row)
+        front = cam[..., 2] >= _NEAR_M
+        all_front = front.all(axis=1)
+        bounds = np.full((len(cam), 4), np.nan)                                # v_min, v_max, u_min, u_max
+        min_depth = np.full(len(cam), np.inf)
+        k = self.intrinsics
+
+        def project(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return (k[0, 0] * points[..., 0] / points[..., 2] + k[0, 2],
+                    -k[1, 1] * points[..., 1] / points[..., 2] + k[1, 2])
+
+        if all_front.any():
+            u, v = project(cam[all_front])
+            bounds[all_front] = np.stack([v.min(1), v.max(1), u.min(1), u.max(1)], axis=1)
+            min_depth[all_front] = cam[all_front][..., 2].min(axis=1)
+        for index in np.flatnonzero(front.any(axis=1) & ~all_front):
+            points = cam[index]
+            a, b = points[edges[:, 0]], points[edges[:, 1]]
             crossing = (a[:, 2] >= _NEAR_M) != (b[:, 2] >= _NEAR_M)
             a, b = a[crossing], b[crossing]
             w = ((_NEAR_M - a[:, 2]) / (b[:, 2] - a[:, 2]))[:, None]
-            points = np.concatenate([points, a + w * (b - a)])
-        k = self.intrinsics
-        u = k[0, 0] * points[:, 0] / points[:, 2] + k[0, 2]
-        v = -k[1, 1] * points[:, 1] / points[:, 2] + k[1, 2]
-        c0, c1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, self.width)
-        r0, r1 = max(int(np.floor(v.min())) - 1, 0), min(int(np.ceil(v.max())) + 2, self.height)
-        if c0 >= c1 or r0 >= r1:
-            return None
-        return (slice(r0, r1), slice(c0, c1)), float(points[:, 2].min())
-
-    def _visible_region(self, corners: np.ndarray, edges: np.ndarray):
-        """Screen rectangle of a polytope unless everything there is already closer than it can be."""
-        rect = self.screen_rect(corners, edges)
-        if rect is None:
-            return None
-        region, min_depth = rect
-        if self.t[region].max() < min_depth:        # fully occluded (objects are drawn near to far)
-            return None
-        return region
-
-    def _box_region(self, bounds):
-        x0, x1, y0, y1, z0, z1 = bounds
-        corners = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (z0, z1)], np.float64)
-        return self._visible_region(corners, _BOX_EDGES)
+            clipped = np.concatenate([points[front[index]], a + w * (b - a)])
+            u, v = project(clipped)
+            bounds[index] = (v.min(), v.max(), u.min(), u.max())
+            min_depth[index] = clipped[:, 2].min()
+        visible = np.isfinite(bounds).all(axis=1)
+        rects = np.zeros((len(cam), 4), np.int64)
+        with np.errstate(invalid="ignore"):
+            rects[visible, 0] = np.clip(np.floor(bounds[visible, 0]) - 1, 0, self.height)
+            rects[visible, 1] = np.clip(np.ceil(bounds[visible, 1]) + 2, 0, self.height)
+            rects[visible, 2] = np.clip(np.floor(bounds[visible, 2]) - 1, 0, self.width)
+            rects[visible, 3] = np.clip(np.ceil(bounds[visible, 3]) + 2, 0, self.width)
+        return rects, min_depth
 
     def _commit(self, region, t_hit: np.ndarray, hit: np.ndarray, obj_index: int, face_code: int | None):
-        """Write the closer hits into the z-buffer; returns the mask of updated pixels (or None)."""
+        """Write the closer hits into the z-buffer."""
         t_region = self.t[region]
         closer = hit & (t_hit < t_region)
         np.copyto(t_region, t_hit, where=closer)
         np.copyto(self.obj[region], obj_index, where=closer)
         if face_code is not None:
             np.copyto(self.face[region], face_code, where=closer)
-        return closer
 
     def ground(self, obj_index: int) -> None:
         """The plane y = 0 seen from above."""
@@ -334,35 +362,68 @@ class _Raycaster:
             t_hit = -self.origin[1] * self.inv[1]
         self._commit((slice(None), slice(None)), t_hit, down, obj_index, 2)
 
-    def box(self, bounds, obj_index: int) -> None:
-        """An axis-aligned box seen from outside: intersect only its camera-facing faces.
+    def draw(self, boxes: np.ndarray, box_objects: np.ndarray, cylinders: np.ndarray, cylinder_objects: np.ndarray,
+             spheres: np.ndarray, sphere_objects: np.ndarray) -> None:
+        """Intersect all primitives near to far, skipping those hidden behind what is already drawn.
 
-        Each front face is a rectangle on a plane (one division-free multiply per pixel) tested in its
-        own screen rectangle; front faces of a convex box never overlap on screen, so this is exact.
+        boxes: N x 6 (xmin, xmax, ymin, ymax, zmin, zmax) seen from outside, cylinders: N x 5 (cx, cz,
+        radius, ymin, ymax) vertical, spheres: N x 4 (cx, cy, cz, radius); *_objects: object indices.
+        A box contributes only its camera-facing faces: each is a rectangle on an axis plane, and the
+        front faces of a convex box never overlap on screen, so testing them separately is exact.
         """
-        lo, hi = np.array(bounds[0::2], np.float64), np.array(bounds[1::2], np.float64)
         origin = self.origin.astype(np.float64)
-        directions = (self.dx, self.dy, self.dz)
+        faces = []                                 # (axis, plane, code, box index)
         for axis in range(3):
-            if origin[axis] < lo[axis]:
-                plane, face_code = lo[axis], axis * 2 + 1       # outward normal -axis
-            elif origin[axis] > hi[axis]:
-                plane, face_code = hi[axis], axis * 2
-            else:
-                continue
+            lo, hi = boxes[:, 2 * axis], boxes[:, 2 * axis + 1]
+            for mask, plane, code in ((origin[axis] < lo, lo, axis * 2 + 1),
+                                      (origin[axis] > hi, hi, axis * 2)):
+                for index in np.flatnonzero(mask):
+                    faces.append((axis, plane[index], code, index))
+        face_corners = np.empty((len(faces), 4, 3))
+        for row, (axis, plane, _, index) in enumerate(faces):
             u_axis, v_axis = (axis + 1) % 3, (axis + 2) % 3
-            corners = np.empty((4, 3))
-            corners[:, axis] = plane
-            corners[:, u_axis] = (lo[u_axis], hi[u_axis], hi[u_axis], lo[u_axis])
-            corners[:, v_axis] = (lo[v_axis], lo[v_axis], hi[v_axis], hi[v_axis])
-            region = self._visible_region(corners, _QUAD_EDGES)
-            if region is None:
+            lo, hi = boxes[index, 0::2], boxes[index, 1::2]
+            face_corners[row, :, axis] = plane
+            face_corners[row, :, u_axis] = (lo[u_axis], hi[u_axis], hi[u_axis], lo[u_axis])
+            face_corners[row, :, v_axis] = (lo[v_axis], lo[v_axis], hi[v_axis], hi[v_axis])
+        curved_bounds = np.concatenate([
+            np.stack([cylinders[:, 0] - cylinders[:, 2], cylinders[:, 0] + cylinders[:, 2], cylinders[:, 3],
+                      cylinders[:, 4], cylinders[:, 1] - cylinders[:, 2], cylinders[:, 1] + cylinders[:, 2]], 1),
+            np.stack([spheres[:, 0] - spheres[:, 3], spheres[:, 0] + spheres[:, 3], spheres[:, 1] - spheres[:, 3],
+                      spheres[:, 1] + spheres[:, 3], spheres[:, 2] - spheres[:, 3], spheres[:, 2] + spheres[:, 3]], 1),
+        ]).reshape(-1, 6)
+        curved_corners = curved_bounds[:, _BOX_CORNER_SELECT].reshape(-1, 8, 3)
+        face_rects, face_depth = self.screen_rects(face_corners.reshape(-1, 4, 3), _QUAD_EDGES)
+        curved_rects, curved_depth = self.screen_rects(curved_corners, _BOX_EDGES)
+        rects = np.concatenate([face_rects.reshape(-1, 4), curved_rects.reshape(-1, 4)])
+        depths = np.concatenate([face_depth, curved_depth])
+        n_faces, n_cylinders = len(faces), len(cylinders)
+        for item in np.argsort(depths, kind="stable"):
+            r0, r1, c0, c1 = rects[item]
+            if r0 >= r1 or c0 >= c1:
                 continue
-            t_hit = np.float32(plane - origin[axis]) * self.inv[axis][region]
-            u = origin[u_axis] + t_hit * directions[u_axis][region]
-            v = origin[v_axis] + t_hit * directions[v_axis][region]
-            hit = (u >= lo[u_axis]) & (u <= hi[u_axis]) & (v >= lo[v_axis]) & (v <= hi[v_axis]) & (t_hit > 0)
-            self._commit(region, t_hit, hit, obj_index, face_code)
+            region = (slice(r0, r1), slice(c0, c1))
+            if self.t[region].max() < depths[item]:       # everything there is nearer: hidden
+                continue
+            if item < n_faces:
+                axis, plane, code, index = faces[item]
+                self._face(region, axis, plane, boxes[index], int(box_objects[index]), code)
+            elif item < n_faces + n_cylinders:
+                index = item - n_faces
+                self._cylinder(region, cylinders[index], int(cylinder_objects[index]))
+            else:
+                index = item - n_faces - n_cylinders
+                self._sphere(region, spheres[index], int(sphere_objects[index]))
+
+    def _face(self, region, axis: int, plane: float, bounds: np.ndarray, obj_index: int, code: int) -> None:
+        u_axis, v_axis = (axis + 1) % 3, (axis + 2) % 3
+        directions = (self.dx, self.dy, self.dz)
+        t_hit = np.float32(plane - self.origin[axis]) * self.inv[axis][region]
+        u = self.origin[u_axis] + t_hit * directions[u_axis][region]
+        v = self.origin[v_axis] + t_hit * directions[v_axis][region]
+        hit = ((u >= bounds[2 * u_axis]) & (u <= bounds[2 * u_axis + 1]) & (v >= bounds[2 * v_axis])
+               & (v <= bounds[2 * v_axis + 1]) & (t_hit > 0))
+        self._commit(region, t_hit, hit, obj_index, code)
 
     def room(self, bounds, obj_index: int) -> None:
         """The inside of an axis-aligned box around the camera (walls, floor, ceiling): exit distance."""
@@ -377,12 +438,9 @@ class _Raycaster:
         self._commit((slice(None), slice(None)), t_exit, t_exit > 0, obj_index, None)
         self.face[...] = np.choose(first, codes)
 
-    def cylinder(self, params, obj_index: int) -> None:
+    def _cylinder(self, region, params, obj_index: int) -> None:
         """Vertical cylinder side (x - cx)^2 + (z - cz)^2 = r^2 for ymin <= y <= ymax."""
         cx, cz, radius, y0, y1 = params
-        region = self._box_region((cx - radius, cx + radius, y0, y1, cz - radius, cz + radius))
-        if region is None:
-            return
         dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
         ox, oz = self.origin[0] - cx, self.origin[2] - cz
         a = dx * dx + dz * dz
@@ -395,11 +453,8 @@ class _Raycaster:
         hit = (disc > 0) & (t_hit > 1e-4) & (y_hit >= y0) & (y_hit <= y1)
         self._commit(region, t_hit, hit, obj_index, FACE_CURVED)
 
-    def sphere(self, params, obj_index: int) -> None:
+    def _sphere(self, region, params, obj_index: int) -> None:
         cx, cy, cz, radius = params
-        region = self._box_region((cx - radius, cx + radius, cy - radius, cy + radius, cz - radius, cz + radius))
-        if region is None:
-            return
         dx, dy, dz = self.dx[region], self.dy[region], self.dz[region]
         ox, oy, oz = self.origin[0] - cx, self.origin[1] - cy, self.origin[2] - cz
         a = dx * dx + dy * dy + dz * dz
@@ -548,29 +603,14 @@ def _shade(scene: Scene, caster: _Raycaster, objects: list) -> np.ndarray:
         blend = np.clip(elevation * 2.5, 0, 1)
         cloud = 0.0
         if scene.kind == "street":
-            lift = np.maximum(elevation, 0.2)             # clouds on a plane overhead, faded at the horizon
-            cloud = (np.clip(_noise(sdx / lift, sdz / lift, 12.0) - 0.55, 0, 1) * 1.2
-                     * np.clip((elevation - 0.04) * 6, 0, 1))
+            lift = np.maximum(elevation, 0.03)            # clouds on a plane overhead, faded at the horizon
+            cloud = (np.clip(_noise(sdx / lift, sdz / lift, 2.5) - 0.5, 0, 1) * 1.2
+                     * np.clip((elevation - 0.03) * 8, 0, 1))
         for c in range(3):
             channels[c][sky] = 255.0 * (scene.sky_horizon[c] + (scene.sky_zenith[c] - scene.sky_horizon[c]) * blend
                                         + cloud)
     # saturating float -> uint8 conversion and interleave in two OpenCV passes
     return cv2.merge([cv2.convertScaleAbs(channel.reshape(height, width)) for channel in channels])
-
-
-def _bounds(kind: str, params) -> tuple:
-    if kind == "box":
-        return params
-    if kind == "cylinder":
-        cx, cz, radius, y0, y1 = params
-        return (cx - radius, cx + radius, y0, y1, cz - radius, cz + radius)
-    cx, cy, cz, radius = params
-    return (cx - radius, cx + radius, cy - radius, cy + radius, cz - radius, cz + radius)
-
-
-def _distance_to_bounds(point: np.ndarray, bounds) -> float:
-    lo, hi = np.array(bounds[0::2]), np.array(bounds[1::2])
-    return float(np.linalg.norm(np.clip(point, lo, hi) - point))
 
 
 def render_scene(scene: Scene, camera_position: np.ndarray, pitch_deg: float, yaw_deg: float,
@@ -589,15 +629,16 @@ def render_scene(scene: Scene, camera_position: np.ndarray, pitch_deg: float, ya
         caster.room(scene.room, len(objects))
         objects.append((WALL, scene.wall_rgb, np.zeros(3, np.float32)))
         room_index = len(objects) - 1
-    # primitives near to far, so the occlusion cull in _visible_region skips hidden ones
-    primitives = [("box", box[:6], box[6], box[7], np.zeros(3, np.float32)) for box in scene.boxes]
-    primitives += [("cylinder", cyl[:5], cyl[5], cyl[6], np.array([cyl[0], nan, cyl[1]], np.float32))
-                   for cyl in scene.cylinders]
-    primitives += [("sphere", sph[:4], sph[4], sph[5], np.array(sph[:3], np.float32)) for sph in scene.spheres]
-    primitives.sort(key=lambda prim: _distance_to_bounds(camera_position, _bounds(prim[0], prim[1])))
-    for kind, params, material, color, centre in primitives:
-        getattr(caster, kind)(params, len(objects))
-        objects.append((material, color, centre))
+    first = len(objects)
+    objects += [(box[6], box[7], np.zeros(3, np.float32)) for box in scene.boxes]
+    objects += [(cyl[5], cyl[6], np.array([cyl[0], nan, cyl[1]], np.float32)) for cyl in scene.cylinders]
+    objects += [(sph[4], sph[5], np.array(sph[:3], np.float32)) for sph in scene.spheres]
+    n_box, n_cyl = len(scene.boxes), len(scene.cylinders)
+    caster.draw(np.array([b[:6] for b in scene.boxes], np.float64).reshape(-1, 6), first + np.arange(n_box),
+                np.array([c[:5] for c in scene.cylinders], np.float64).reshape(-1, 5),
+                first + n_box + np.arange(n_cyl),
+                np.array([p[:4] for p in scene.spheres], np.float64).reshape(-1, 4),
+                first + n_box + n_cyl + np.arange(len(scene.spheres)))
     if scene.room is not None:
         # the room box's floor and ceiling faces become their own materials
         room_pixels = caster.obj == room_index
