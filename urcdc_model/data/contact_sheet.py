@@ -38,7 +38,7 @@ def make_contact_sheet(out: Path, street_seeds=(0, 1, 2, 3, 4, 5), indoor_seeds=
             ax.set_aspect("auto")
         fig.colorbar(image, ax=ax_depth, fraction=0.03, pad=0.01).ax.tick_params(labelsize=6)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
+    fig.savefig(out, dpi=85, bbox_inches="tight")
     plt.close(fig)
     return out
 
