@@ -118,6 +118,13 @@ def test_missing_topic_lists_what_the_bag_has(tmp_path: Path, capsys):
     assert f"{LEFT}/image_raw" in capsys.readouterr().err
 
 
+def test_no_node_is_a_clear_error(tmp_path: Path):
+    write_bag(tmp_path / "bag", num_frames=1)
+    options = bag_bench.ReplayOptions(node_namespace="/nobody_here", discovery_timeout_s=2.0)
+    with pytest.raises(TimeoutError, match=r"no subscriber on /nobody_here/image within 2 s; is the depth node"):
+        bag_bench.run_bench(tmp_path / "bag", tmp_path / "report", options=options, verbose=False)
+
+
 class ArrayImage:
     """An Image-like 32FC1 message over an array."""
 

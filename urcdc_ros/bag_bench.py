@@ -184,6 +184,7 @@ class ReplayOptions:
     reliable: bool = True  # reliable publishers also reach best-effort subscribers
     warmup_frames: int = 2
     startup_timeout_s: float = 180.0  # model loading on a busy CPU can take a while
+    discovery_timeout_s: float = 30.0  # a node already running must subscribe to our image topic by then
     frame_timeout_s: float = 30.0  # closed loop: give up on a frame after this long
     drain_timeout_s: float = 10.0  # open loop: wait at most this long after the last publish for late outputs
     wait_for_uncertainty: bool = True
@@ -323,6 +324,9 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
     """Send warm-up frames until the node answers; returns whether it publishes uncertainty."""
     node = replay_node.node
     deadline = time.monotonic() + options.startup_timeout_s
+    # A node that is already running is discovered within seconds; one we start must load its model first.
+    discovery_deadline = deadline if node_process is not None else min(
+        deadline, time.monotonic() + options.discovery_timeout_s)
     base_stamp = frame.stamp_ns - WARMUP_STAMP_OFFSET_NS
     answered = 0
     attempt = 0
@@ -332,7 +336,9 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
         image, info = _to_ros_messages(frame, stamp)
         # Publishing before the node's subscription exists would be lost: wait for it to match.
         while replay_node.image_pub.get_subscription_count() == 0:
-            _check_deadline(deadline, node_process, options, f"no subscriber on {replay_node.image_topic}")
+            _check_deadline(discovery_deadline, node_process, options,
+                            f"no subscriber on {replay_node.image_topic} within "
+                            f"{discovery_deadline - deadline + options.startup_timeout_s:.0f} s")
             time.sleep(0.1)
         _publish(replay_node, image, info)
         wait_until = time.monotonic() + 5.0
@@ -344,7 +350,8 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
             answered += 1
         else:
             _check_deadline(deadline, node_process, options,
-                            f"no answer on {replay_node.depth_topic} to frames on {replay_node.image_topic}")
+                            f"no answer on {replay_node.depth_topic} to frames on {replay_node.image_topic} "
+                            f"within {options.startup_timeout_s:.0f} s")
     expect_uncertainty = options.wait_for_uncertainty and node.count_publishers(replay_node.uncertainty_topic) > 0
     if expect_uncertainty:  # let the last warm-up uncertainty arrive so it cannot be mistaken for a late one
         time.sleep(0.2)
@@ -358,7 +365,7 @@ def _check_deadline(deadline: float, node_process: NodeProcess | None, options: 
         hint = (f"; node log {node_process.log_path}:\n{node_process.log_tail()}" if node_process is not None
                 else f"; is the depth node running in namespace '{options.node_namespace}' "
                      "(--node-namespace), on this ROS_DOMAIN_ID, with the same Fast DDS profile?")
-        raise TimeoutError(f"{what} after {options.startup_timeout_s:.0f} s{hint}")
+        raise TimeoutError(f"{what}{hint}")
 
 
 def _frame_done(replay_node: _ReplayNode, stamp: int, expect_uncertainty: bool) -> bool:
@@ -493,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-depth", type=float, default=80.0, help="metrics: maximum GT depth in m (KITTI 80)")
     parser.add_argument("--startup-timeout", type=float, default=180.0,
                         help="seconds to wait for the node's first answer")
+    parser.add_argument("--discovery-timeout", type=float, default=30.0,
+                        help="seconds for an already running node to subscribe to <ns>/image")
     parser.add_argument("--drain-timeout", type=float, default=10.0,
                         help="open loop: seconds to wait for outputs after the last frame")
     return parser
@@ -505,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     options = ReplayOptions(rate=None if args.max_rate else args.rate, node_namespace=args.node_namespace,
                             reliable=args.qos == "reliable", startup_timeout_s=args.startup_timeout,
+                            discovery_timeout_s=args.discovery_timeout,
                             drain_timeout_s=args.drain_timeout)
     try:
         run_bench(args.bag, args.report, image_topic=args.image_topic, info_topic=args.info_topic,

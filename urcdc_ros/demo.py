@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(out / sub, ignore_errors=True)
     raw_root, bag_root, report_root = out / "kitti_raw", out / "bags", out / "reports"
 
-    print(f"[demo] writing a {args.frames}-frame procedural drive (KITTI raw layout) under {raw_root}", flush=True)
+    print(f"[demo] writing a {args.frames}-frame procedural drive (KITTI raw layout) under {_shown(raw_root)}",
+          flush=True)
     drives = [("procedural", write_procedural_drive(raw_root, args.frames, args.seed), args.rate)]
     if (args.samples / "intrinsics.json").is_file():
         print(f"[demo] adding the real KITTI sample frames from {args.samples}\n       {KITTI_ATTRIBUTION}", flush=True)
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bag = bag_root / name
         summary = kitti_to_bag.convert_drive(drive, bag, storage="mcap", gt="annotated", progress=False)
         counts = ", ".join(f"{topic.rsplit('/', 1)[-1]} {n}" for topic, n in sorted(summary.counts.items()))
-        print(f"[demo] {drive.name} -> {bag} ({counts})", flush=True)
+        print(f"[demo] {drive.name} -> {_shown(bag)} ({counts})", flush=True)
         bags.append((name, bag, rate))
 
     # The model alone on the same frames, before the node starts, so the two never share the CPU.
@@ -144,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, bag, rate in bags:
             options = bag_bench.ReplayOptions(rate=rate, node_namespace=DEMO_NAMESPACE)
             mode = "closed loop" if rate is None else f"{rate:g}x recorded rate"
-            print(f"[demo] replaying {bag} ({mode})", flush=True)
+            print(f"[demo] replaying {_shown(bag)} ({mode})", flush=True)
             report = bag_bench.run_bench(bag, report_root / name, options=options, verbose=False,
                                          node_process=node, model_only=baselines[name])
             reports.append((name, report))
@@ -152,8 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         node.stop()
 
     print_table(reports)
-    print(f"\n[demo] done in {time.perf_counter() - started:.0f} s; reports in {report_root}", flush=True)
+    print(f"\n[demo] done in {time.perf_counter() - started:.0f} s; reports in {_shown(report_root)}", flush=True)
     return 0
+
+
+def _shown(path: str | Path) -> str:
+    """Paths under the current folder print relative (as in the README), others in full."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def print_table(reports: list[tuple[str, dict]]) -> None:
@@ -166,9 +176,9 @@ def print_table(reports: list[tuple[str, dict]]) -> None:
     for label in labels:
         print(f"{label:<{width}}  " + "  ".join(f"{rows.get(label, '-'):>{col}}" for rows in by_label))
     for name, report in reports:
-        print(f"\n{name}: {report['bag']}")
+        print(f"\n{name}: {_shown(report['bag'])}")
         for plot, path in report["plots"].items():
-            print(f"  {plot:<12} {path}")
+            print(f"  {plot:<12} {_shown(path)}")
 
 
 if __name__ == "__main__":
