@@ -41,7 +41,7 @@ from urcdc_model.data import calib as kitti_calib
 
 # Humble's definitions: the oldest distro we support, identical for these types in Jazzy and Kilted.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
-# rosbag2 format version 8 is read by Humble (with a version warning), Jazzy and Kilted.
+# rosbag2 metadata version 8 (Jazzy); Humble needs `ros2 bag reindex` after removing metadata.yaml.
 BAG_VERSION = 8
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 GT_SOURCES = ("auto", "annotated", "velodyne", "none")
