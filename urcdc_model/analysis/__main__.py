@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
+from urcdc_model.checkpoints import CheckpointError, load_model
 from urcdc_model.data.synthetic import HELD_OUT_SEED
 
 from .branches import parse_branches
 from .dgr_variants import dgr_modules, trained_dgr_modules, without_dgr
-from .inputs import load_image_frames, procedural_frames
+from .inputs import expand_paths, load_image_frames, procedural_frames
 from .report import write_report
 from .run import AnalysisOptions, ContinuityVariant, analyse
 from .sparse import DEFAULT_KEEP_FRACTIONS
@@ -75,9 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_for_analysis(checkpoint: str, branches: list[str]):
-    from urcdc_model.checkpoints import load_model
-
-    model, cfg, meta = load_model(checkpoint, with_cnn="cnn" in branches, map_location="cpu")
+    with_cnn = "cnn" in branches
+    try:
+        model, cfg, meta = load_model(checkpoint, with_cnn=with_cnn, map_location="cpu")
+    except CheckpointError as exc:
+        if with_cnn and "only the Transformer branch" in str(exc):
+            raise CheckpointError(f"{exc}; analyse it with --branches transformer") from exc
+        raise
     return model.eval(), cfg, meta or {}
 
 
@@ -112,6 +117,14 @@ def dgr_variants(model, label: str, branches, dgr_checkpoint: str | None, log):
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_cli(argv)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run_cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     if not args.images and args.procedural <= 0:
@@ -119,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.gt and not args.images:
         build_parser().error("--gt needs --images to pair with")
     start = time.perf_counter()
+    expand_paths(args.images, "--images")  # fail on a wrong path before the model is loaded
+    expand_paths(args.gt, "--gt")
     model, cfg, meta = load_for_analysis(args.checkpoint, args.branches)
     size = args.size or (meta.get("input_height"), meta.get("input_width"))
     if not all(size):
