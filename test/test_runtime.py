@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -88,6 +89,9 @@ def test_onnxruntime_agrees_with_torch_on_a_real_frame(torch_runtime, ort_runtim
 def test_onnx_export_is_cached_per_checkpoint_and_size(nano_checkpoint, cache_dir, ort_runtime, monkeypatch):
     cached = list((cache_dir / "onnx").glob("*.onnx"))
     assert len(cached) == 1 and f"{INPUT_HW[0]}x{INPUT_HW[1]}" in cached[0].name
+    graph = onnx.load(str(cached[0]), load_external_data=False).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, *INPUT_HW]  # static
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["depth", "uncertainty"]
 
     def no_export(*args, **kwargs):
         raise AssertionError("the cached ONNX should have been reused")

@@ -14,6 +14,7 @@ disagrees beyond the tolerance is not written.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -63,13 +64,15 @@ def export_onnx(deploy_model: DeployModel, output_path: str | Path, height: int,
     if dynamic:
         dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"}}
         dynamic_axes.update({name: {2: "height", 3: "width"} for name in OUTPUT_NAMES})
+    buffer = io.BytesIO()  # traced in memory so the file is written once, with our metadata
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
-        torch.onnx.export(deploy_model, (example,), str(output_path), dynamo=False, opset_version=opset,
+        torch.onnx.export(deploy_model, (example,), buffer, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
                           do_constant_folding=True)
-    model = onnx.load(str(output_path))
+    model = onnx.load_from_string(buffer.getvalue())
+    del buffer
     props = {"urcdc.max_depth": str(deploy_model.max_depth), "urcdc.outputs": "depth_m,uncertainty_m",
              "urcdc.export_format": EXPORT_FORMAT_VERSION, **(metadata or {})}
     for key, value in props.items():
@@ -126,7 +129,8 @@ class ParityResult:
 
 def check_onnx_parity(onnx_path: str | Path, deploy_model: DeployModel,
                       images: dict[str, torch.Tensor]) -> list[ParityResult]:
-    """Run each normalised 1×3×H×W image through onnxruntime (CPU) and PyTorch and compare outputs."""
+    """Run each normalised 1×3×H×W image through onnxruntime (CPU, full graph optimisation, as the
+    runtime runs it) and PyTorch and compare the outputs. Images may differ in size (dynamic exports)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -200,12 +204,9 @@ def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, hei
         sizes = [(height, width)]
         if dynamic:
             sizes += check_sizes or [(max(64, height // 2 // 32 * 32), max(64, width // 2 // 32 * 32))]
-        results = []
-        for h, w in sizes:
-            images = verification_images(h, w, real_images)
-            for result in check_onnx_parity(tmp_path, deploy_model, images):
-                result.input_name = f"{result.input_name}@{h}x{w}"
-                results.append(result)
+        images = {f"{name}@{h}x{w}": image for h, w in sizes
+                  for name, image in verification_images(h, w, real_images).items()}
+        results = check_onnx_parity(tmp_path, deploy_model, images)
         failed = [r for r in results if r.worst > tolerance]
         if failed:
             detail = "; ".join(f"{r.input_name}: " + ", ".join(f"{k} {v:.2e}" for k, v in r.errors.items())
@@ -280,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     from urcdc_model.checkpoints import load_model
     from urcdc_model.runtime import ModelSource, checkpoint_input_size, file_sha256
 
+    if args.format == "tensorrt":  # fail before the (slow) ONNX export when the build cannot happen
+        from urcdc_model.export_tensorrt import import_tensorrt, require_cuda
+
+        import_tensorrt()
+        require_cuda()
     source = ModelSource.resolve(args.checkpoint)
     if source.kind != "checkpoint":
         raise SystemExit(f"--checkpoint {source.path}: expected a checkpoint (.safetensors/.ckpt), not {source.kind}")

@@ -1,0 +1,148 @@
+"""ONNX export: named static/dynamic graphs that onnxruntime runs like PyTorch; failing exports are refused."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from urcdc_model.deploy_model import DeployModel
+from urcdc_model.export import (
+    ExportVerificationError,
+    export_verified_onnx,
+    main,
+    max_relative_error,
+    read_onnx_metadata,
+)
+from urcdc_model.preprocessing import normalize_rgb
+
+INPUT_HW = (64, 96)
+
+
+def _kitti_rgb(shared_data: Path, height: int, width: int) -> np.ndarray:
+    path = sorted((shared_data / "kitti_depth_annotated" / "rgb").glob("*.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _nano(max_depth: float = 80.0) -> tuple[nn.Module, object]:
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, max_depth=max_depth)
+    return URCDCDepth(cfg).eval(), cfg
+
+
+def _assert_parity(onnx_path: Path, deploy: DeployModel, rgb: np.ndarray) -> None:
+    """onnxruntime vs PyTorch on one frame, independently of the exporter's own check."""
+    image = normalize_rgb(rgb).unsqueeze(0)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    depth_o, unc_o = session.run(["depth", "uncertainty"], {"image": image.numpy()})
+    with torch.inference_mode():
+        depth_t, unc_t = (t.numpy() for t in deploy(image))
+    assert depth_o.shape == (1, 1, *rgb.shape[:2])
+    assert max_relative_error(depth_o, depth_t) <= 1e-3
+    assert max_relative_error(unc_o, unc_t) <= 1e-3
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> tuple[Path, str]:
+    """The embedded default model when training has produced it, else a random nano saved the same way."""
+    from urcdc_model.checkpoints import DEFAULT_CHECKPOINT, save_model
+
+    if Path(DEFAULT_CHECKPOINT).is_file():
+        return Path(DEFAULT_CHECKPOINT), "default"
+    model, cfg = _nano()
+    path = tmp_path_factory.mktemp("ckpt") / "nano.safetensors"
+    save_model(path, model, cfg, meta={"input_height": INPUT_HW[0], "input_width": INPUT_HW[1]})
+    return path, "nano (random init; default weights not produced yet)"
+
+
+def test_cli_writes_a_verified_dynamic_onnx_that_runs_at_two_sizes(checkpoint, shared_data, tmp_path):
+    """The CLI on the default model (or a nano stand-in): named graph, opset ≥ 17, symbolic H×W, parity.
+    The static export (the default) is covered by test_runtime's on-demand export."""
+    from urcdc_model.checkpoints import load_model
+
+    path, _ = checkpoint
+    out = tmp_path / "model.onnx"
+    rc = main(["--checkpoint", str(path), "--format", "onnx", "--height", str(INPUT_HW[0]), "--width",
+               str(INPUT_HW[1]), "--dynamic", "--verify-images", str(shared_data / "kitti_depth_annotated" / "rgb"),
+               "--output", str(out)])
+    assert rc == 0 and out.is_file()
+    model = onnx.load(str(out), load_external_data=False)
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["depth", "uncertainty"]
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, "height", "width"]
+    model_t, cfg, _ = load_model(path, with_cnn=False)
+    meta = read_onnx_metadata(out)
+    assert (meta["height"], meta["width"], meta["max_depth"]) == (None, None, cfg.max_depth)
+    deploy = DeployModel(model_t, cfg.max_depth)
+    # The export size, and one it was not checked at, not a multiple of the window (padded in-graph).
+    for height, width in [INPUT_HW, (70, 100)]:
+        _assert_parity(out, deploy, _kitti_rgb(shared_data, height, width))
+
+
+def test_tiny07_exports_with_parity(tmp_path):
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig.from_name("tiny07"), with_cnn=False)
+    deploy = DeployModel(URCDCDepth(cfg).eval(), cfg.max_depth)
+    out, results = export_verified_onnx(deploy, tmp_path / "tiny07.onnx", *INPUT_HW)
+    assert out.is_file() and {r.input_name.split("@")[0] for r in results} == {"random", "rendered_street"}
+    assert max(r.worst for r in results) <= 1e-3
+
+
+class _TraceUnfriendly(nn.Module):
+    """Branches on the data in Python: tracing freezes the branch taken for the all-zero example input,
+    so the ONNX graph genuinely differs from PyTorch on real images."""
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        gray = image.mean(dim=1, keepdim=True)
+        depth = torch.sigmoid(gray) * 10.0 if bool(image.min() < -1.0) else torch.sigmoid(-gray) * 10.0
+        return {"depth": depth, "confidence": torch.sigmoid(gray)}
+
+
+def test_a_model_that_disagrees_is_not_written(tmp_path):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportVerificationError, match="not writing"):
+        export_verified_onnx(DeployModel(_TraceUnfriendly(), 10.0), out, 32, 32)
+    assert not out.exists() and not list(tmp_path.glob("*.onnx"))
+
+
+def test_read_metadata_rejects_foreign_onnx(tmp_path):
+    path = tmp_path / "foreign.onnx"
+    torch.onnx.export(nn.Conv2d(3, 1, 1), (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False,
+                      input_names=["image"], output_names=["depth"])
+    with pytest.raises(ValueError, match="not exported by urcdc"):
+        read_onnx_metadata(path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--int8"], "--int8 needs --calib-images"),
+    (["--fp16"], "the ONNX file stays FP32"),
+    (["--height", "352"], "both --height and --width"),
+])
+def test_cli_rejects_inconsistent_options(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", "x.safetensors", "--output", str(tmp_path / "x.onnx"), *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_tensorrt_export_says_why_not_without_tensorrt(checkpoint, tmp_path):
+    from urcdc_model.runtime import BackendUnavailableError, cuda_available, tensorrt_available
+
+    if tensorrt_available() and cuda_available():
+        pytest.skip("TensorRT and a GPU are present: the engine build is covered by test_runtime")
+    path, _ = checkpoint
+    with pytest.raises(BackendUnavailableError, match="TensorRT|GPU"):
+        main(["--checkpoint", str(path), "--format", "tensorrt", "--fp16", "--height", str(INPUT_HW[0]),
+              "--width", str(INPUT_HW[1]), "--output", str(tmp_path / "m.engine")])
