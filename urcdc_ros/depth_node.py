@@ -69,20 +69,22 @@ def infer_depth(runtime: Any, rgb: np.ndarray, flip_tta: bool) -> tuple[np.ndarr
     return depth_m, uncertainty_m
 
 
-def mark_invalid_depth(depth_m: np.ndarray, uncertainty_m: np.ndarray, max_depth_m: float) -> None:
+def mark_invalid_depth(depth_m: np.ndarray, max_depth_m: float) -> np.ndarray | None:
     """In place, REP 117: NaN where the model gave no usable value, +Inf beyond ``max_depth_m`` (0 = none).
 
-    Invalid pixels are rare, so one vectorised test per rule decides whether any masking is needed.
+    Returns the mask of unusable pixels, or None when there are none (the usual case, found with one
+    vectorised test, so no masking pass is paid).
     """
     with np.errstate(invalid="ignore"):
-        usable = (depth_m > 0) & ~np.isnan(uncertainty_m)
-        if not usable.all():
-            depth_m[~usable] = np.nan
-            uncertainty_m[~usable] = np.nan
+        usable = depth_m > 0  # False for NaN too
+        unusable = None if usable.all() else ~usable
+        if unusable is not None:
+            depth_m[unusable] = np.nan
         if max_depth_m > 0:
             too_far = depth_m > max_depth_m
             if too_far.any():
                 depth_m[too_far] = np.inf
+    return unusable
 
 
 class DepthNode(Node):
@@ -192,15 +194,19 @@ class DepthNode(Node):
         height, width = rgb.shape[:2]
         if depth_out.shape != (height, width) or uncertainty_out.shape != (height, width):
             raise RuntimeError(f"model returned {depth_out.shape}/{uncertainty_out.shape} for a {width}x{height} image")
+        # Depth first: it is what most consumers wait for, so nothing else delays its publication.
         depth_m = self._buffer("depth", height, width, "32FC1")
-        uncertainty_m = self._buffer("uncertainty", height, width, "32FC1")
         np.copyto(depth_m.view, depth_out)
-        np.copyto(uncertainty_m.view, uncertainty_out)
-        mark_invalid_depth(depth_m.view, uncertainty_m.view, params.max_depth_m)
-
+        unusable = mark_invalid_depth(depth_m.view, params.max_depth_m)
         header = Header(stamp=msg.header.stamp, frame_id=params.frame_id or msg.header.frame_id)
         if want_depth:
             self._depth_pub.publish(fill_image_msg(Image(check_fields=True), depth_m, "32FC1", header))
+        filter_cloud = want_points and (params.max_uncertainty_m > 0 or params.max_relative_uncertainty > 0)
+        uncertainty_m = self._buffer("uncertainty", height, width, "32FC1")
+        if want_uncertainty or filter_cloud:
+            np.copyto(uncertainty_m.view, uncertainty_out)
+            if unusable is not None:
+                uncertainty_m.view[unusable] = np.nan
         if want_uncertainty:
             self._uncertainty_pub.publish(fill_image_msg(Image(check_fields=True), uncertainty_m, "32FC1", header))
         intrinsics = self._intrinsics_for(width, height) if (want_info or want_points) else None
@@ -209,7 +215,7 @@ class DepthNode(Node):
         if intrinsics is not None and want_points:
             payload = self._cloud_builder.build(
                 depth_m.view, intrinsics, stride=params.cloud_stride, rgb=rgb if params.cloud_rgb else None,
-                uncertainty_m=uncertainty_m.view, max_uncertainty_m=params.max_uncertainty_m,
+                uncertainty_m=uncertainty_m.view if filter_cloud else None, max_uncertainty_m=params.max_uncertainty_m,
                 max_relative_uncertainty=params.max_relative_uncertainty)
             self._points_pub.publish(fill_cloud_msg(PointCloud2(check_fields=True), payload, header))
         if want_colored:

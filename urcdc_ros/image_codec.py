@@ -165,5 +165,8 @@ def colorize_depth(depth_m: np.ndarray, max_depth_m: float, out_bgr: np.ndarray 
     with np.errstate(invalid="ignore"):
         levels = np.clip(255.0 - np.nan_to_num(depth_m, nan=max_depth_m, posinf=max_depth_m) * scale, 0, 255)
     bgr = cv2.applyColorMap(levels.astype(np.uint8), cv2.COLORMAP_TURBO, dst=out_bgr)
-    bgr[~(depth_m > 0) | ~np.isfinite(depth_m)] = 0
+    with np.errstate(invalid="ignore"):
+        invalid = ~((depth_m > 0) & (depth_m < np.inf))
+    if invalid.any():
+        bgr[invalid] = 0
     return bgr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
@@ -80,7 +81,7 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
                num_threads: int) -> dict:
     """End-to-end latency through a real DepthNode vs runtime.infer alone, interleaved, same process."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -108,7 +109,7 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
 
     subs = [probe.create_subscription(Image, "depth", on_output("depth"), reliable),
             probe.create_subscription(PointCloud2, "points", on_output("points"), reliable)]
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(probe)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     rgb, intrinsics = load_kitti_frame()
-    print(f"frame {intrinsics.width}x{intrinsics.height}")
+    load_before = os.getloadavg()[0]
+    print(f"frame {intrinsics.width}x{intrinsics.height}, {os.cpu_count()} CPUs, load average {load_before:.1f}")
     cloud = bench_cloud(intrinsics, args.cloud_repeats)
     print(f"{'cloud':>24} {'build ms':>9} {'copy ms':>8} {'ratio':>6} {'MB':>6}")
     for name, row in cloud.items():
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
           f"({node['points_ratio']:.3f}x); inside the node: receipt->last publish "
           f"{node['node_internal_latency_ms_mean']:.1f} ms, of which inference {node['node_inference_ms_mean']:.1f} ms")
     if args.json:
-        args.json.write_text(json.dumps({"cloud": cloud, "node": node, "model": args.model}, indent=1))
+        args.json.write_text(json.dumps({"cloud": cloud, "node": node, "model": args.model, "cpus": os.cpu_count(),
+                                         "load_average": [load_before, os.getloadavg()[0]]}, indent=1))
 
 
 if __name__ == "__main__":
