@@ -390,3 +390,32 @@ def test_startup_errors_are_one_clear_line(tmp_path, nano_checkpoint):
         assert process.returncode == 1, f"{name}: exit {process.returncode}\n{output}"
         assert cases[name][1] in output, f"{name}:\n{output}"
         assert "Traceback" not in output, f"{name}:\n{output}"
+
+
+def test_default_model_is_the_embedded_one(kitti, tmp_path):
+    """Without a `model` parameter the node runs the embedded model (skipped until it is committed)."""
+    from urcdc_model.checkpoints import DEFAULT_CHECKPOINT
+
+    if not Path(DEFAULT_CHECKPOINT).is_file():
+        pytest.skip(f"embedded model {DEFAULT_CHECKPOINT} not there yet")
+    frames, meta = kitti
+    log = tmp_path / "D.log"
+    command = [sys.executable, "-m", "urcdc_ros.depth_node", "--ros-args", "-r", "__ns:=/d",
+               "-p", "backend:=torch", "-p", "num_threads:=1"]
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    probe = Probe("/d")
+    try:
+        probe.wait_connected(process, log)
+        probe.info_pub.publish(camera_info_msg(meta))
+        probe.spin_until(lambda: False, 0.3)
+        stamp = probe.next_stamp()
+        probe.image_pub.publish(rgb8_msg(frames[0], stamp))
+        depth = image_to_array(probe.wait_output(stamp, "depth", timeout_s=60.0))
+        assert depth.shape == (375, 1242) and np.isfinite(depth).mean() > 0.5
+        check_cloud_against_depth(probe.wait_output(stamp, "points"), depth, meta)
+        assert "default" in log.read_text()
+    finally:
+        probe.close()
+        process.send_signal(2)
+        assert process.wait(timeout=15) == 0, log.read_text()[-3000:]
