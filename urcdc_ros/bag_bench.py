@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -197,7 +198,7 @@ class _Arrivals:
 
 
 class _ReplayNode:
-    """Publishers for the node's inputs, subscriptions to its outputs; callbacks only record and score."""
+    """Publishers for the node's inputs, subscriptions to its outputs; callbacks only record and queue."""
 
     def __init__(self, context, options: ReplayOptions, scorer: FrameScorer, expected_stamps: set[int]):
         from rclpy.node import Node
@@ -217,6 +218,7 @@ class _ReplayNode:
         self.node.create_subscription(Image, self.depth_topic, self._on_depth, qos_profile_sensor_data)
         self.node.create_subscription(Image, self.uncertainty_topic, self._on_uncertainty, qos_profile_sensor_data)
         self.scorer = scorer
+        self.score_queue: queue.Queue = queue.Queue()
         self.expected = expected_stamps
         self.arrivals = _Arrivals()
         self.warmup_arrivals = _Arrivals()
@@ -241,8 +243,13 @@ class _ReplayNode:
                 self.changed.notify_all()
                 return
             self.changed.notify_all()
-        # Scoring outside the lock; the receive time is already taken.
-        self.scorer.add_output(stamp, kind, msg)
+        # Scored on another thread, so the metrics never delay the receive time of the next output.
+        self.score_queue.put((stamp, kind, msg))
+
+    def score_outputs(self) -> None:
+        """Worker: feed queued outputs to the scorer until the None sentinel."""
+        while (item := self.score_queue.get()) is not None:
+            self.scorer.add_output(*item)
 
     def _on_depth(self, msg) -> None:
         self._record(msg, "depth")
@@ -292,6 +299,8 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
     executor.add_node(replay_node.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
+    scoring = threading.Thread(target=replay_node.score_outputs, daemon=True)
+    scoring.start()
     timing = ReplayTiming(stamps_ns=stamps)
     try:
         messages = [_to_ros_messages(f, f.stamp_ns) for f in frames]
@@ -310,6 +319,8 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
         replay_node.node.destroy_node()
         context.try_shutdown()
         spinner.join(timeout=5.0)
+        replay_node.score_queue.put(None)
+        scoring.join()
     return timing
 
 
