@@ -213,6 +213,7 @@ def nano_checkpoint(tmp_path_factory) -> Path:
     return save_model(path, URCDCDepth(cfg).eval(), cfg, meta={"input_height": 64, "input_width": 192})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):
     """The real node on a 4-frame bag over DDS: every frame answered, metrics and files written."""

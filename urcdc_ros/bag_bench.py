@@ -500,8 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra parameter for the launched node, repeatable")
     parser.add_argument("--model-baseline", action="store_true",
-                        help="first time the node's model alone, in this process, 10 runs on the bag's frames (settings "
-                             "from --params-file/--node-param) and report node latency / model-only latency")
+                        help="first time the node's model alone, in this process, 10 runs on the bag's frames "
+                             "(settings from --params-file/--node-param); report node latency / model latency")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the image publisher")
     parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")

@@ -167,7 +167,8 @@ def _decode_frame(msg: Any, msgtype: str, where: str) -> tuple[str, np.ndarray]:
 
 
 def _topic_listing(topics: dict[str, str], counts: dict[str, int]) -> str:
-    return "\n".join(f"  {name}  [{msgtype}, {counts.get(name, 0)} messages]" for name, msgtype in sorted(topics.items()))
+    return "\n".join(f"  {name}  [{msgtype}, {counts.get(name, 0)} messages]"
+                     for name, msgtype in sorted(topics.items()))
 
 
 def _require(topic: str, expected: tuple[str, ...], topics: dict[str, str], counts: dict[str, int],

@@ -36,7 +36,8 @@ def write_plots(report: dict, contents: BagContents, showcase, report_dir: Path)
 def latency_histogram(latencies_ms: np.ndarray, report: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=DPI)
     ax.hist(latencies_ms, bins=min(40, max(5, latencies_ms.size // 2)), color="#4878d0")
-    for value, name, style in ((np.median(latencies_ms), "median", "-"), (np.percentile(latencies_ms, 90), "p90", "--")):
+    for value, name, style in ((np.median(latencies_ms), "median", "-"),
+                               (np.percentile(latencies_ms, 90), "p90", "--")):
         ax.axvline(value, color="k", linestyle=style, label=f"{name} {value:.0f} ms")
     ax.set_xlabel("publish → depth received (ms)")
     ax.set_ylabel("frames")

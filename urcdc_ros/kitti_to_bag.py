@@ -7,7 +7,7 @@ Topics follow kitti2bag so existing RViz layouts and scripts keep working:
 | topic | type | from |
 |---|---|---|
 | ``/kitti/camera_color_left/image_raw`` | Image rgb8 | ``image_02/data/*.png`` |
-| ``/kitti/camera_color_left/camera_info`` | CameraInfo | ``calib_cam_to_cam.txt``: K, P from P_rect_02, R from R_rect_02, D zero |
+| ``/kitti/camera_color_left/camera_info`` | CameraInfo | ``calib_cam_to_cam.txt``: K, P = P_rect_02, R = R_rect_02, D = 0 |
 | ``/kitti/camera_color_right/…`` | same | ``image_03`` (``--cameras 2,3``) |
 | ``/kitti/camera_gray_left/…``, ``…_right/…`` | Image mono8 | ``image_00``, ``image_01`` (``--cameras 0,1``) |
 | ``/kitti/velo/pointcloud`` | PointCloud2 x,y,z,intensity | ``velodyne_points/data/*.bin`` |
