@@ -181,3 +181,18 @@ def test_drive_can_reuse_real_calibration(tmp_path, shared_data):
     assert image.shape == (375, 1242, 3)
     with pytest.raises(FileNotFoundError, match="calib_dir"):
         write_kitti_drive(tmp_path / "other", num_frames=1, calib_dir=tmp_path)
+
+
+def test_cars_on_the_camera_path_are_removed_whole():
+    from urcdc_model.data.scenes import GLASS, VEHICLE, _add_car, clear_corridor
+
+    scene = Scene(kind="street")
+    rng = np.random.default_rng(0)
+    _add_car(scene, rng, x_center=0.3, z_center=1.0)       # around the camera
+    _add_car(scene, rng, x_center=0.3, z_center=30.0)      # ahead in the lane
+    _add_car(scene, rng, x_center=-4.0, z_center=0.0)      # parked beside it
+    assert len(scene.boxes) == 12
+    clear_corridor(scene, x_m=0.0, z_range_m=(-1.0, 1.0))
+    assert len(scene.boxes) == 8 and all(b[6] in (VEHICLE, GLASS) for b in scene.boxes)
+    # what is left: the car ahead and the parked one, all four boxes each
+    assert sum(b[1] < -2.5 for b in scene.boxes) == 4 and sum(b[4] > 20 for b in scene.boxes) == 4

@@ -205,3 +205,15 @@ def make_indoor_scene(rng: np.random.Generator) -> Scene:
         scene.boxes.append((x0, x0 + rng.uniform(0.8, 1.4), 0.9, 2.1, z_hi - 0.02, z_hi, GLASS,
                             np.array([0.75, 0.82, 0.9], np.float32)))
     return scene
+
+
+def clear_corridor(scene: Scene, x_m: float, z_range_m: tuple[float, float], half_width_m: float = 1.2) -> None:
+    """Remove the cars whose footprint meets the camera's path (a camera must never sit inside a car).
+
+    The z window is widened by a car length so no car loses only some of its boxes.
+    """
+    z_lo, z_hi = z_range_m[0] - 5.0, z_range_m[1] + 5.0
+    scene.boxes = [box for box in scene.boxes
+                   if box[6] not in (VEHICLE, GLASS)
+                   or not (box[0] < x_m + half_width_m and box[1] > x_m - half_width_m
+                           and box[4] < z_hi and box[5] > z_lo)]

@@ -14,9 +14,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from urcdc_model.data.raycast import camera_rotation, render_scene
-from urcdc_model.data.scenes import (FACADE, GLASS, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA, STREET_MAX_DEPTH_M,
+from urcdc_model.data.scenes import (FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA, STREET_MAX_DEPTH_M,
                                      STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP, STREET_TRAIN_CAMERA,
-                                     VEHICLE, CameraRange, Scene, make_indoor_scene, make_street_scene)
+                                     CameraRange, Scene, clear_corridor, make_indoor_scene, make_street_scene)
 from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
 
 __all__ = ["CameraRange", "FACADE", "HELD_OUT_SEED", "INDOOR_MAX_DEPTH_M", "INDOOR_TRAIN_CAMERA",
@@ -109,6 +109,7 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     yaw = _draw(rng, camera_yaw_deg, camera_range.yaw_deg)
     if street:
         position = np.array([rng.uniform(-0.5, 0.5) * scene.road_half_width_m, cam_h, 0.0])
+        clear_corridor(scene, position[0], (-1.0, 1.0))
     else:
         x0, x1, _, _, z0, _ = scene.room
         position = np.array([rng.uniform(x0 + 0.6, x1 - 0.6), cam_h, z0 + rng.uniform(0.2, 0.8)])
@@ -263,10 +264,7 @@ def write_kitti_drive(root, date: str = "2011_09_26", drive: int = 1, num_frames
     step_m = speed_mps / rate_hz
     scene = make_street_scene(rng, length_m=num_frames * step_m + 150.0)
     lane_x = rng.uniform(-0.4, 0.4) * scene.road_half_width_m
-    for car in [b for b in scene.boxes if b[6] in (VEHICLE, GLASS)]:
-        # keep the driving corridor clear so the camera never drives through a car in the lane
-        if car[0] < lane_x + 1.2 and car[1] > lane_x - 1.2:
-            scene.boxes.remove(car)
+    clear_corridor(scene, lane_x, (-1.0, num_frames * step_m + 1.0))
 
     image_dir = drive_dir / "image_02" / "data"
     gt_dir = drive_dir / "proj_depth" / "groundtruth" / "image_02"
