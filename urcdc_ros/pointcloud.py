@@ -149,30 +149,31 @@ class CloudBuilder:
         if ws is None or (ws.payload.height, ws.payload.width, ws.payload.point_step) != (out_h, out_w, point_step):
             ws = self._workspace = _Workspace(out_h, out_w, point_step)
         depth = depth_m[::stride, ::stride]
-        # z = depth where 0 < depth < inf, else NaN, branch-free (boolean indexing is ~10x slower):
-        # max(d, 0) turns negatives into 0 and keeps NaN; z / z is 1, or NaN for 0, inf and NaN.
-        np.maximum(depth, 0, out=ws.z)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        # NaN is the expected "no point" value here; FP-exception bookkeeping would only cost time.
+        with np.errstate(all="ignore"):
+            # z = depth where 0 < depth < inf, else NaN, branch-free (boolean indexing is ~10x slower):
+            # max(d, 0) turns negatives into 0 and keeps NaN; z / z is 1, or NaN for 0, inf and NaN.
+            np.maximum(depth, 0, out=ws.z)
             np.divide(ws.z, ws.z, out=ws.factor)
             if uncertainty_m is not None and (max_uncertainty_m > 0 or max_relative_uncertainty > 0):
                 self._blank_uncertain(ws, uncertainty_m[::stride, ::stride], max_uncertainty_m,
                                       max_relative_uncertainty)
-        np.multiply(ws.z, ws.factor, out=ws.z)
-        x_over_z, y_over_z = ray_grid(intrinsics, stride)
-        floats = ws.payload.floats
-        if rgb is None:
-            # Contiguous planes + one cv2.merge interleave: about the cost of copying the buffer.
-            np.multiply(ws.z, x_over_z, out=ws.x)
-            np.multiply(ws.z, y_over_z, out=ws.y)
-            merged = cv2.merge([ws.x, ws.y, ws.z, ws.zeros], dst=floats)
-            if not np.shares_memory(merged, floats):  # cv2 reallocated: never expected, but stay correct
-                np.copyto(floats, merged)
-        else:
-            # 32-byte points: strided writes of the four used floats beat merging eight planes.
-            np.multiply(ws.z, x_over_z, out=floats[..., 0])
-            np.multiply(ws.z, y_over_z, out=floats[..., 1])
-            np.copyto(floats[..., 2], ws.z)
-            np.copyto(floats[..., RGB_OFFSET // 4].view(np.uint32), _pack_rgb(ws, rgb[::stride, ::stride]))
+            np.multiply(ws.z, ws.factor, out=ws.z)
+            x_over_z, y_over_z = ray_grid(intrinsics, stride)
+            floats = ws.payload.floats
+            if rgb is None:
+                # Contiguous planes + one cv2.merge interleave: about the cost of copying the buffer.
+                np.multiply(ws.z, x_over_z, out=ws.x)
+                np.multiply(ws.z, y_over_z, out=ws.y)
+                merged = cv2.merge([ws.x, ws.y, ws.z, ws.zeros], dst=floats)
+                if not np.shares_memory(merged, floats):  # cv2 reallocated: never expected, but stay correct
+                    np.copyto(floats, merged)
+            else:
+                # 32-byte points: strided writes of the four used floats beat merging eight planes.
+                np.multiply(ws.z, x_over_z, out=floats[..., 0])
+                np.multiply(ws.z, y_over_z, out=floats[..., 1])
+                np.copyto(floats[..., 2], ws.z)
+                np.copyto(floats[..., RGB_OFFSET // 4].view(np.uint32), _pack_rgb(ws, rgb[::stride, ::stride]))
         return ws.payload
 
     @staticmethod
