@@ -208,6 +208,48 @@ def load_model(checkpoint: str | Path = "default", with_cnn: bool = False, map_l
     return model, cfg, dict(meta)
 
 
+def load_swin_imagenet(model: URCDCDepth, checkpoint: str | Path) -> list[str]:
+    """Initialise the Swin backbone from an official ImageNet checkpoint (to start training).
+
+    Accepts e.g. ``swin_large_patch4_window7_224_22k.pth`` (keys under ``model``; no ``norm0-3``;
+    a classifier ``norm``/``head`` and ``attn_mask`` buffers that are dropped). Bias tables of a
+    different window size are resized bicubically, as the official loader does. Returns the keys
+    loaded; raises CheckpointError when a patch-embedding or stage weight is missing or mis-shaped.
+    """
+    state, _, _ = read_checkpoint(checkpoint)
+    backbone = model.backbone
+    own = backbone.state_dict()
+    wanted = [k for k in own if k.startswith(("patch_embed.", "layers."))]
+    loaded: dict[str, torch.Tensor] = {}
+    problems = []
+    for key in wanted:
+        if key not in state:
+            problems.append(f"missing {key}")
+            continue
+        value = state[key]
+        if key.endswith("relative_position_bias_table") and value.shape != own[key].shape:
+            value = _resize_bias_table(value, own[key].shape)
+        if value.shape != own[key].shape:
+            problems.append(f"{key} has shape {tuple(value.shape)}, model needs {tuple(own[key].shape)}")
+            continue
+        loaded[key] = value
+    if problems:
+        raise CheckpointError(f"{checkpoint}: does not fit the '{model.cfg.name}' Swin backbone "
+                              f"(embed {model.cfg.embed_dim}, depths {model.cfg.depths}): " + "; ".join(problems[:5]))
+    backbone.load_state_dict(loaded, strict=False)
+    return sorted(loaded)
+
+
+def _resize_bias_table(table: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """(2W-1)^2 x nH table -> another window size by bicubic interpolation (official loader)."""
+    side_old, side_new = round(table.shape[0] ** 0.5), round(shape[0] ** 0.5)
+    if table.shape[1] != shape[1]:
+        return table  # head count differs: reported as a shape mismatch by the caller
+    grid = table.permute(1, 0).reshape(1, table.shape[1], side_old, side_old).float()
+    grid = torch.nn.functional.interpolate(grid, size=(side_new, side_new), mode="bicubic")
+    return grid.reshape(shape[1], -1).permute(1, 0).to(table.dtype)
+
+
 def save_model(path: str | Path, model: nn.Module, cfg: ModelConfig, meta: Mapping[str, Any] | None = None) -> Path:
     """Write weights + config (+ metadata such as input_height/input_width) to a .safetensors file."""
     path = Path(path)

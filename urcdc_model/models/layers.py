@@ -6,6 +6,7 @@ branch depends on a spatial size.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -74,11 +75,11 @@ def pad_amount(size: int, multiple: int) -> int:
 
 def relative_position_index(window_size: int) -> torch.Tensor:
     """Index into the (2W-1)^2 relative-position-bias table for every token pair of a window."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
-    coords = coords.flatten(1)  # 2, W*W
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # W*W, W*W, 2
-    relative = relative + (window_size - 1)
-    return relative[:, :, 0] * (2 * window_size - 1) + relative[:, :, 1]
+    # numpy: a constant built once, also when the model is created on the meta device.
+    rows, cols = np.meshgrid(np.arange(window_size), np.arange(window_size), indexing="ij")
+    coords = np.stack([rows.ravel(), cols.ravel()])  # 2, W*W
+    relative = coords[:, :, None] - coords[:, None, :] + (window_size - 1)  # 2, W*W, W*W
+    return torch.from_numpy(relative[0] * (2 * window_size - 1) + relative[1]).to(torch.int64)
 
 
 def shifted_window_mask(padded_h: int, padded_w: int, window_size: int, shift_size: int,

@@ -199,7 +199,8 @@ class SwinTransformer(nn.Module):
         self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
         self.patch_embed = PatchEmbed(patch_size=patch_size, embed_dim=embed_dim)
         self.pos_drop = nn.Dropout(0.0)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # plain Python so the model can be built on the meta device
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.layers = nn.ModuleList()
         for i, depth in enumerate(depths):
             first = sum(depths[:i])

@@ -1,0 +1,206 @@
+"""The URCDC-Depth network: shapes at odd sizes, official key layout, official numerics, training step."""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from urcdc_model.inference import predict_depth
+from urcdc_model.models import VARIANTS, ModelConfig, URCDCDepth, build_model
+from urcdc_model.models.layers import adaptive_avg_pool2d, shifted_window_mask, window_partition
+
+DATA = Path(__file__).resolve().parent / "data"
+OFFICIAL_VARIANTS = ("tiny07", "base07", "large07")
+
+# A micro configuration with the official module structure, used for the golden-output test.
+MICRO = ModelConfig(name="micro", embed_dim=8, depths=(1, 1, 2, 1), num_heads=(1, 1, 2, 2), drop_path_rate=0.0,
+                    psp_channels=16, psp_gn_groups=8, crf_dims=(8, 16, 16, 16), crf_num_heads=(1, 2, 2, 2),
+                    cnn_growth_rate=4, cnn_block_config=(1, 1, 1, 1), cnn_init_features=8, max_depth=10.0)
+
+
+def deterministic_state(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded weights in sorted-key order (also used to produce test/data/official_micro_golden.npz)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in sorted(model.state_dict().items()):
+        if not value.is_floating_point():
+            state[key] = value
+        elif key.endswith("running_var"):
+            state[key] = 0.5 + torch.rand(value.shape, generator=gen)
+        else:
+            state[key] = 0.3 * torch.randn(value.shape, generator=gen)
+    return state
+
+
+def micro_input() -> torch.Tensor:
+    return torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def official_keys() -> dict[str, dict[str, list[int]]]:
+    with gzip.open(DATA / "official_state_dict_keys.json.gz", "rt") as f:
+        return json.load(f)["variants"]
+
+
+@pytest.fixture(scope="module")
+def meta_models() -> dict[str, URCDCDepth]:
+    """The big official variants built on the meta device: real module tree, no memory or init cost."""
+    with torch.device("meta"):
+        return {name: build_model(name, with_cnn=True).eval() for name in OFFICIAL_VARIANTS}
+
+
+@pytest.mark.parametrize("name", OFFICIAL_VARIANTS)
+def test_official_variant_keys_and_shapes_match_official_code(name, meta_models, official_keys):
+    ours = {k: list(v.shape) for k, v in meta_models[name].state_dict().items()}
+    expected = official_keys[name]
+    assert sorted(set(expected) - set(ours)) == [], "keys of the official model missing here"
+    assert sorted(set(ours) - set(expected)) == [], "keys the official model does not have"
+    assert {k: v for k, v in ours.items() if v != expected[k]} == {}
+
+
+def test_nano_uses_the_official_key_layout(official_keys):
+    # nano is smaller (fewer blocks, narrower), so its key *names* are a subset of large07's.
+    ours = set(build_model("nano", with_cnn=True).state_dict())
+    assert ours - set(official_keys["large07"]) == set()
+
+
+@pytest.mark.parametrize("name", OFFICIAL_VARIANTS)
+def test_official_variants_forward_shapes_at_odd_size(name, meta_models):
+    with torch.device("meta"):
+        out = meta_models[name](torch.empty(2, 3, 45, 61))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        k: (2, 1, 45, 61) for k in ("depth", "confidence", "depth_cnn", "confidence_cnn")}
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (97, 131)])
+def test_nano_forward_shapes_and_ranges(hw):
+    torch.manual_seed(0)
+    model = build_model("nano", max_depth=10.0).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, *hw))
+    for key in ("depth", "confidence", "depth_cnn", "confidence_cnn"):
+        assert out[key].shape == (1, 1, *hw)
+        assert torch.isfinite(out[key]).all()
+    assert 0 < out["depth"].min() and out["depth"].max() < 10.0
+    assert 0 < out["confidence"].min() and out["confidence"].max() < 1.0
+
+
+def test_micro_matches_official_forward_golden():
+    """Outputs recorded from a transcription of the official code (same weights, same input)."""
+    golden = np.load(DATA / "official_micro_golden.npz")
+    model = URCDCDepth(MICRO).eval()
+    model.load_state_dict(deterministic_state(model), strict=True)
+    image = micro_input()
+    with torch.no_grad():
+        out = model(image)
+    depth_tta, _ = predict_depth(model, image, flip_tta=True)
+    ours = {"depth": out["depth"], "confidence": out["confidence"], "depth_cnn": out["depth_cnn"],
+            "confidence_cnn": out["confidence_cnn"], "depth_tta": depth_tta}
+    for key, value in ours.items():
+        np.testing.assert_allclose(value[0, 0, ::4, ::4].numpy(), golden[key], atol=1e-4, err_msg=key)
+
+
+def test_deploy_model_equals_two_branch_transformer_output():
+    torch.manual_seed(0)
+    full = build_model("nano", with_cnn=True).eval()
+    deploy = URCDCDepth(dataclasses.replace(full.cfg, with_cnn=False)).eval()
+    state = {k: v for k, v in full.state_dict().items() if k in deploy.state_dict()}
+    deploy.load_state_dict(state, strict=True)
+    image = torch.randn(1, 3, 70, 90)
+    with torch.no_grad():
+        a, b = full(image), deploy(image)
+    assert set(b) == {"depth", "confidence"}
+    assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["confidence"], b["confidence"])
+
+
+def test_nano_trains_a_step_and_cnn_loss_does_not_reach_swin():
+    torch.manual_seed(0)
+    model = build_model("nano", with_cnn=True).train()
+    for k in range(1, 5):
+        getattr(model.backbone, f"fusion{k}").skip_prob = 0.0  # the random skip is tested separately
+    image = torch.randn(2, 3, 64, 96)
+    out = model(image, image.flip(-1))
+    out["depth_cnn"].mean().backward()
+    # coupling units see the Swin features detached: CNN loss leaves the Transformer branch untouched
+    assert model.backbone.patch_embed.proj.weight.grad is None
+    assert model.backbone.fusion1.conv1.weight.grad is not None
+    model.zero_grad()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = model.crf0.norm_crf.weight.detach().clone()
+    out = model(image, image)
+    loss = sum(v.mean() for v in out.values())
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(before, model.crf0.norm_crf.weight)
+
+
+def test_coupling_unit_skip_probability_in_training_only():
+    model = build_model("nano", with_cnn=True)
+    unit = model.backbone.fusion1
+    x, x_t = torch.randn(1, unit.conv1.in_channels, 8, 8), torch.randn(1, unit.bn.num_features, 8, 8)
+    unit.train()
+    torch.manual_seed(0)
+    skipped = sum(torch.equal(unit(x, x_t), x) for _ in range(400))
+    assert 5 <= skipped <= 40  # 0.05 * 400 = 20
+    unit.eval()
+    assert not torch.equal(unit(x, x_t), x)
+
+
+def test_dgr_modules_registered_outside_official_keys():
+    pytest.importorskip("urcdc_model.models.dgr")
+    model = build_model("nano", with_cnn=False, dgr_positions=("swin3", "crf0"))
+    extra = {k for k in model.state_dict() if k.startswith("dgr.")}
+    assert extra and {k.split(".")[1] for k in extra} == {"swin3", "crf0"}
+    plain = build_model("nano", with_cnn=False)
+    assert set(model.state_dict()) - extra == set(plain.state_dict())
+
+
+def _official_shift_mask(height: int, width: int, window: int, shift: int) -> torch.Tensor:
+    """The official slice-assignment construction, for comparison."""
+    hp, wp = -(-height // window) * window, -(-width // window) * window
+    img_mask = torch.zeros((1, hp, wp, 1))
+    slices = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+    cnt = 0
+    for h in slices:
+        for w in slices:
+            img_mask[:, h, w, :] = cnt
+            cnt += 1
+    windows = window_partition(img_mask, window).reshape(-1, window * window)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (11, 38), (22, 76), (44, 144), (3, 5)])
+def test_shifted_window_mask_equals_official_construction(hw):
+    h, w = hw
+    hp, wp = -(-h // 7) * 7, -(-w // 7) * 7
+    assert torch.equal(shifted_window_mask(hp, wp, 7, 3, torch.device("cpu")), _official_shift_mask(h, w, 7, 3))
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 6])
+def test_exportable_adaptive_pool_equals_torch(scale):
+    x = torch.randn(2, 5, 11, 38)
+    torch.testing.assert_close(adaptive_avg_pool2d(x, scale), F.adaptive_avg_pool2d(x, scale))
+
+
+def test_config_round_trip_and_clear_errors():
+    for cfg in VARIANTS.values():
+        assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown model variant 'huge07'"):
+        ModelConfig.from_name("huge07")
+    with pytest.raises(ValueError, match="unknown fields"):
+        ModelConfig.from_dict({"name": "x", "embed_dims": 3})
+    with pytest.raises(ValueError, match="dgr_positions"):
+        dataclasses.replace(VARIANTS["nano"], dgr_positions=("swin9",))
+
+
+def test_nano_size_budget():
+    model = build_model("nano", with_cnn=True)
+    assert sum(p.numel() for p in model.parameters()) <= 2_500_000
