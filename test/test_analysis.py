@@ -254,7 +254,7 @@ def test_cli_writes_report_with_dgr_comparison(tmp_path):
     assert numbers["frames"][0]["gt_valid_fraction"] > 0.3
     assert numbers["continuity_variants"] == ["tiny", "tiny without DGR"]
     continuity = numbers["continuity"]["procedural"]
-    assert set(continuity) == {"tiny/transformer", "tiny/cnn", "tiny without DGR/transformer", "tiny without DGR/cnn"}
+    assert set(continuity) == {"tiny/transformer", "tiny/cnn", "tiny without DGR/transformer"}
     assert continuity["tiny/transformer"]["grad1_log"] != continuity["tiny without DGR/transformer"]["grad1_log"]
     assert set(numbers["attribution"]["procedural"]["branches"]) == {"transformer", "cnn"}
     assert numbers["sparse_response"]["procedural"]["abs_rel_vs_full_prediction"]["cnn"][1] == 0.0
@@ -274,3 +274,26 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
         main(["--checkpoint", "default", "--output", str(tmp_path)])  # nothing to analyse
     with pytest.raises(SystemExit):
         main(["--checkpoint", "default", "--procedural", "1", "--output", str(tmp_path), "--branches", "swin"])
+
+
+def test_dgr_probe_trains_only_the_refinement():
+    from urcdc_model.analysis.dgr_probe import add_dgr, fit_dgr
+    from urcdc_model.analysis.dgr_variants import trained_dgr_modules, without_dgr
+    from urcdc_model.models import build_model
+
+    torch.manual_seed(0)
+    base = build_model("nano", with_cnn=False).eval()
+    probe = add_dgr(base, ("crf0",))
+    image = torch.randn(1, 3, 32, 96)
+    with torch.no_grad():
+        assert torch.equal(probe(image)["depth"], base(image)["depth"])  # zero-initialised: starts as the base
+    losses = fit_dgr(probe, steps=2, batch_size=2, learning_rate=1e-2, num_scenes=2, height=32, width=96,
+                     log=lambda message: None)
+    assert len(losses) == 2 and trained_dgr_modules(probe) == ["dgr.crf0"]
+    base_state = base.state_dict()
+    for key, value in probe.state_dict().items():
+        if not key.startswith("dgr."):
+            assert torch.equal(value, base_state[key]), key  # the network under the probe stays frozen
+    with torch.no_grad():
+        assert torch.equal(without_dgr(probe)(image)["depth"], base(image)["depth"])
+        assert not torch.equal(probe(image)["depth"], base(image)["depth"])

@@ -86,32 +86,42 @@ def load_for_analysis(checkpoint: str, branches: list[str]):
     return model.eval(), cfg, meta or {}
 
 
-def dgr_variants(model, label: str, branches, dgr_checkpoint: str | None, log):
-    """The extra continuity variants and a sentence saying exactly what is compared."""
+def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
+    """The extra continuity variants and a sentence saying exactly what is compared.
+
+    DGR sits in the Transformer branch (after Swin stages / NeWCRF levels; the CNN branch reads the
+    Swin features before it), so only the Transformer branch is compared with and without it.
+    """
     variants = []
     notes = []
     trained = trained_dgr_modules(model)
     if trained:
-        variants.append(ContinuityVariant(f"{label} without DGR", without_dgr(model), branches))
-        notes.append(f"`{label}` has trained DGR modules ({', '.join(trained)}); it is compared with the same "
-                     "weights with every DGR module bypassed (DGR is residual, so bypassing = identity).")
+        variants.append(ContinuityVariant(f"{label} without DGR", without_dgr(model), ["transformer"]))
+        notes.append(f"`{label}` has trained DGR modules ({', '.join(trained)}); its Transformer branch is compared "
+                     "with the same weights with every DGR module bypassed (DGR is residual, so bypassing = identity).")
     elif dgr_modules(model):
         notes.append(f"`{label}` has DGR modules, but they are untrained (zero-initialised, the identity), so "
                      "with and without DGR would be the same network; not compared.")
     else:
         notes.append(f"`{label}` has no DGR modules.")
     if dgr_checkpoint:
-        dgr_model, _, _ = load_for_analysis(dgr_checkpoint, branches)
+        dgr_model, _, dgr_meta = load_for_analysis(dgr_checkpoint, ["transformer"])
         dgr_label = Path(dgr_checkpoint).stem
         trained_other = trained_dgr_modules(dgr_model)
         if not trained_other:
             raise ValueError(f"--dgr-checkpoint {dgr_checkpoint}: it has no trained DGR modules to compare")
-        variants += [ContinuityVariant(dgr_label, dgr_model, branches),
-                     ContinuityVariant(f"{dgr_label} without DGR", without_dgr(dgr_model), branches)]
-        notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}) is compared with its "
-                     "own weights with DGR bypassed, and with the main model.")
+        variants += [ContinuityVariant(dgr_label, dgr_model, ["transformer"]),
+                     ContinuityVariant(f"{dgr_label} without DGR", without_dgr(dgr_model), ["transformer"])]
+        probe = dgr_meta.get("dgr_probe")
+        origin = (f"only its DGR modules were fitted ({probe['steps']} steps, SILog {probe['first_silog']:.3f} -> "
+                  f"{probe['last_silog']:.3f} on procedural training scenes) on top of the frozen "
+                  f"`{probe['base_checkpoint']}` network, so without DGR it is exactly that network"
+                  if probe else "trained with DGR")
+        notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}): {origin}. Its "
+                     "Transformer branch is compared with and without its DGR modules.")
     elif not trained:
-        notes.append("No with/without-DGR comparison was possible: give --dgr-checkpoint a model trained with DGR.")
+        notes.append("No with/without-DGR comparison was made: give --dgr-checkpoint a model with trained DGR "
+                     "(e.g. from `python -m urcdc_model.analysis.dgr_probe`).")
     log("DGR: " + " ".join(notes))
     return variants, " ".join(notes)
 
@@ -143,7 +153,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.procedural > 0:
         frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind, seed=args.procedural_seed)
     label = "default" if args.checkpoint == "default" else Path(args.checkpoint).stem
-    variants, dgr_note = dgr_variants(model, label, args.branches, args.dgr_checkpoint, log)
+    variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, log)
     options = AnalysisOptions(
         branches=args.branches,
         keep_fractions=args.keep_fractions,

@@ -99,11 +99,11 @@ def _continuity_section(numbers: dict, figure_names: dict, dgr_note: str) -> lis
         f"**With and without DGR:** {dgr_note}",
         "",
     ]
-    keys = ["grad1_m_per_px", "grad2_m_per_px2", "grad1_log", "grad2_log", "edge_aware_smoothness"]
+    keys = ["abs_rel", "grad1_m_per_px", "grad2_m_per_px2", "grad1_log", "grad2_log", "edge_aware_smoothness"]
     for group, data in numbers["continuity"].items():
         rows = [[name] + [values.get(k) for k in keys] for name, values in data.items()]
         lines += [f"**{group}**", ""]
-        lines += _table(["model / branch", "∇d error (m/px)", "∇²d error (m/px²)", "∇log d error",
+        lines += _table(["model / branch", "abs-rel", "∇d error (m/px)", "∇²d error (m/px²)", "∇log d error",
                          "∇²log d error", "edge-aware smoothness"], rows)
     lines += [f"![gradient maps]({figure_names['gradient_maps']})", ""]
     return lines

@@ -20,7 +20,7 @@ from .attribution import (
 from .branches import predict_branches
 from .continuity import depth_gradient_errors, edge_aware_smoothness
 from .inputs import AnalysisFrame
-from .sparse import DEFAULT_KEEP_FRACTIONS, sparse_keep_mask, sparse_response, sparsify
+from .sparse import DEFAULT_KEEP_FRACTIONS, abs_rel, sparse_keep_mask, sparse_response, sparsify
 
 EXAMPLE_KEEP_FRACTIONS = (0.01, 0.1, 1.0)
 
@@ -82,7 +82,9 @@ def _groups(frames: Sequence[AnalysisFrame]) -> dict[str, list[AnalysisFrame]]:
 
 
 def _mean_dicts(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.nanmean([row[key] for row in rows])) for key in rows[0]} if rows else {}
+    """Mean of each key over the rows that have it (frames without GT have no GT metrics)."""
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return {key: float(np.nanmean([row[key] for row in rows if key in row])) for key in keys}
 
 
 def _example_frame(frames: Sequence[AnalysisFrame]) -> AnalysisFrame:
@@ -188,6 +190,7 @@ def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figur
                     key = f"{variant.label}/{branch}"
                     row = {"edge_aware_smoothness": edge_aware_smoothness(depth_m, frame.rgb)}
                     if gt is not None:
+                        row["abs_rel"] = abs_rel(depth_m, gt)
                         row.update(depth_gradient_errors(depth_m, gt))
                     rows.setdefault(key, []).append(row)
                     if frame is figures.continuity_frame:
