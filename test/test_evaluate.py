@@ -102,3 +102,8 @@ def test_model_on_held_out_synthetic_scenes(tmp_path, capsys):
                   tmp_path, capsys)
     assert all(math.isfinite(v) for v in metrics.values())
     assert 0 <= metrics["d1"] <= metrics["d2"] <= metrics["d3"] <= 1
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="checkpoint file not found"):
+        main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--dataset", "synthetic", "--num-frames", "1"])

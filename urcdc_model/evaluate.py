@@ -264,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--pred-dir/--gt-dir scores kitti or nyu style files; use --dataset kitti for drives")
         results, count = evaluate_directories(args)
     else:
-        results, count = evaluate_model(args)
+        try:
+            results, count = evaluate_model(args)
+        except (FileNotFoundError, ValueError, KeyError) as exc:     # bad paths/data: the message says which
+            raise SystemExit(f"evaluate: {exc}") from exc
     print(f"Computing errors for {count} eval samples")
     print(depth_metrics.format_table(results))
     if args.json:
