@@ -43,13 +43,22 @@ _STEM_PREFIXES = ("sync_depth_", "depth_", "rgb_", "pred_")
 
 def kitti_split_from_drives(data_root: Path) -> list[SplitEntry]:
     """Split entries for every frame under ``data_root/<date>/<drive>_sync`` that has annotated GT."""
+    from urcdc_model.data.calib import load_raw_calibration
+
     entries = []
+    focal_by_date: dict[Path, float] = {}
     for image in sorted(data_root.glob("*/*_sync/image_02/data/*.png")):
         drive = image.parents[2]
         gt = drive / "proj_depth" / "groundtruth" / "image_02" / image.name
-        if gt.is_file():
-            entries.append(SplitEntry(str(image.relative_to(data_root)), str(gt.relative_to(drive.parent)),
-                                      KITTI_FOCAL_PX, len(entries) + 1))
+        if not gt.is_file():
+            continue
+        if drive.parent not in focal_by_date:
+            try:
+                focal_by_date[drive.parent] = float(load_raw_calibration(drive.parent).intrinsics[0, 0])
+            except (FileNotFoundError, KeyError, ValueError):
+                focal_by_date[drive.parent] = KITTI_FOCAL_PX
+        entries.append(SplitEntry(str(image.relative_to(data_root)), str(gt.relative_to(drive.parent)),
+                                  focal_by_date[drive.parent], len(entries) + 1))
     if not entries:
         raise SystemExit(f"{data_root}: no <date>/<drive>_sync/image_02/data/*.png frames with "
                          "proj_depth/groundtruth/image_02 ground truth; pass --split FILE")
@@ -67,6 +76,8 @@ def build_eval_dataset(args, input_size: tuple[int, int] | None):
         from urcdc_model.data import synthetic
 
         height, width = input_size or SYNTHETIC_TEST_SIZE
+        if args.kind == "indoor" and args.camera != "train":
+            raise SystemExit("--camera shifted-* applies to street scenes only")
         camera = {"train": None, "shifted-down": synthetic.STREET_SHIFTED_CAMERA_DOWN,
                   "shifted-up": synthetic.STREET_SHIFTED_CAMERA_UP}[args.camera]
         return synthetic.SyntheticDepthDataset(args.num_frames, kind=args.kind, height=height, width=width,
