@@ -109,13 +109,16 @@ class _Workspace:
         self.keep, self.test = np.empty(plane, bool), np.empty(plane, bool)
         self.rgb_bits = np.empty(plane, np.uint32)
         self.channel = np.empty(plane, np.uint32)
+        if point_step == XYZRGB_POINT_STEP:  # 8-byte halves of the 32-byte point: (x,y), (z,0), (rgb,0)
+            self.xy, self.z0, self.rgb0 = (np.empty(plane + (2,), np.float32) for _ in range(3))
+            self.zeros64 = np.zeros(plane, np.float64)
 
 
 class CloudBuilder:
     """Builds clouds into one reused buffer (rclpy copies it on publish, so reuse is safe between frames).
 
-    Every step is a branch-free whole-plane numpy pass; x,y,z clouds are interleaved with one
-    cv2.merge. Cost against a plain copy of the output buffer: python -m urcdc_ros.node_bench.
+    Every step is a branch-free whole-plane numpy pass, and cv2.merge interleaves the planes into
+    the message layout. Cost against a plain copy of the output buffer: python -m urcdc_ros.node_bench.
     """
 
     def __init__(self) -> None:
@@ -161,36 +164,44 @@ class CloudBuilder:
             np.multiply(ws.z, ws.factor, out=ws.z)
             x_over_z, y_over_z = ray_grid(intrinsics, stride)
             floats = ws.payload.floats
+            np.multiply(ws.z, x_over_z, out=ws.x)
+            np.multiply(ws.z, y_over_z, out=ws.y)
             if rgb is None:
                 # Contiguous planes + one cv2.merge interleave: about the cost of copying the buffer.
-                np.multiply(ws.z, x_over_z, out=ws.x)
-                np.multiply(ws.z, y_over_z, out=ws.y)
-                merged = cv2.merge([ws.x, ws.y, ws.z, ws.zeros], dst=floats)
-                if not np.shares_memory(merged, floats):  # cv2 reallocated: never expected, but stay correct
-                    np.copyto(floats, merged)
+                _merge_into([ws.x, ws.y, ws.z, ws.zeros], floats)
             else:
-                # 32-byte points: strided writes of the four used floats beat merging eight planes.
-                np.multiply(ws.z, x_over_z, out=floats[..., 0])
-                np.multiply(ws.z, y_over_z, out=floats[..., 1])
-                np.copyto(floats[..., 2], ws.z)
-                np.copyto(floats[..., RGB_OFFSET // 4].view(np.uint32), _pack_rgb(ws, rgb[::stride, ::stride]))
+                # cv2.merge has SIMD paths for up to 4 channels only, so the 32-byte point is merged as
+                # four 8-byte float64 "channels" (x,y | z,0 | rgb,0 | 0,0), each made by a 2-channel merge.
+                _merge_into([ws.x, ws.y], ws.xy)
+                _merge_into([ws.z, ws.zeros], ws.z0)
+                _merge_into([_pack_rgb(ws, rgb[::stride, ::stride]).view(np.float32), ws.zeros], ws.rgb0)
+                _merge_into([ws.xy.view(np.float64)[..., 0], ws.z0.view(np.float64)[..., 0],
+                             ws.rgb0.view(np.float64)[..., 0], ws.zeros64], floats.view(np.float64))
         return ws.payload
 
     @staticmethod
     def _blank_uncertain(ws: _Workspace, uncertainty_m: np.ndarray, max_uncertainty_m: float,
                          max_relative_uncertainty: float) -> None:
         """Multiply NaN into ws.factor where the uncertainty exceeds either threshold (0 = off)."""
-        ws.keep.fill(True)
-        if max_uncertainty_m > 0:
-            np.less_equal(uncertainty_m, max_uncertainty_m, out=ws.test)
-            np.logical_and(ws.keep, ws.test, out=ws.keep)
+        # Under both thresholds <=> under min(absolute, relative x depth): one comparison.
         if max_relative_uncertainty > 0:
-            np.multiply(ws.z, max_relative_uncertainty, out=ws.x)
-            np.less_equal(uncertainty_m, ws.x, out=ws.test)
-            np.logical_and(ws.keep, ws.test, out=ws.keep)
+            threshold = ws.x
+            np.multiply(ws.z, max_relative_uncertainty, out=threshold)
+            if max_uncertainty_m > 0:
+                np.minimum(threshold, max_uncertainty_m, out=threshold)
+        else:
+            threshold = max_uncertainty_m
+        np.less_equal(uncertainty_m, threshold, out=ws.keep)
         np.copyto(ws.x, ws.keep)
         np.divide(ws.x, ws.x, out=ws.x)  # 1 where kept, 0 / 0 = NaN where not
         np.multiply(ws.factor, ws.x, out=ws.factor)
+
+
+def _merge_into(planes: list[np.ndarray], out: np.ndarray) -> None:
+    """cv2.merge ``planes`` into ``out`` (a bit-exact copy, so NaN payloads and rgb bits survive)."""
+    merged = cv2.merge(planes, dst=out)
+    if not np.shares_memory(merged, out):  # cv2 reallocated: never expected, but stay correct
+        np.copyto(out, merged.reshape(out.shape))
 
 
 def _pack_rgb(ws: _Workspace, rgb: np.ndarray) -> np.ndarray:
