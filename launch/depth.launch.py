@@ -64,13 +64,15 @@ def generate_launch_description():
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "depth.yaml"]),
                               description="Node parameters (YAML with a /** key)"),
         DeclareLaunchArgument("image", default_value="image",
-                              description="Camera image topic (its /compressed sibling with input_transport:=compressed)"),
+                              description="Camera image topic (its /compressed sibling with "
+                                          "input_transport: compressed)"),
         DeclareLaunchArgument("camera_info", default_value="",
                               description="CameraInfo topic; empty = camera_info beside the image topic"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="Namespace of the outputs (<namespace>/depth, <namespace>/points, ...)"),
         DeclareLaunchArgument("model", default_value="",
-                              description="Model to run (checkpoint/.onnx/.engine); empty = params_file's (default: embedded)"),
+                              description="Model to run (checkpoint/.onnx/.engine); empty = the one in "
+                                          "params_file (default: the embedded model)"),
         DeclareLaunchArgument("use_rviz", default_value="false", description="Start RViz with config/depth.rviz"),
         DeclareLaunchArgument("fixed_frame", default_value="camera_color_left_optical_frame",
                               description="RViz fixed frame: the camera's optical frame"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import array
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time

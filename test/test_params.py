@@ -74,7 +74,7 @@ def _declare(overrides: list[str]):
     try:
         node = Node("params_probe", context=context)
         try:
-            return declare_parameters(node), {n: node.describe_parameter(n) for n in ("model", "cloud_stride")}
+            return declare_parameters(node)
         finally:
             node.destroy_node()
     finally:
