@@ -256,10 +256,10 @@ def test_engine_cache_key_rejects_bad_input(tmp_path):
 
 
 def test_bench_table_and_benchmarks_md_section(tmp_path):
-    rows = [BenchRow("torch", (352, 1216), [100.0, 110.0, 120.0], [90.0] * 3),
-            BenchRow("onnxruntime", (352, 1216), [50.0, 55.0, 60.0], [45.0] * 3)]
+    rows = [BenchRow("torch", (352, 1216), [100.0, 110.0, 120.0], [90.0] * 3, [200.0] * 3),
+            BenchRow("onnxruntime", (352, 1216), [50.0, 55.0, 60.0], [45.0] * 3, [100.0] * 3)]
     table = format_table(rows, {(352, 1216): rows[0].median_ms})
-    assert "| 352×1216 | onnxruntime | 55.0 |" in table and "| 2.00 |" in table
+    assert "| 352×1216 | onnxruntime | 55.0 | 59.0 | 45.0 | 100 | 18.18 | 2.00 |" in table
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\n## Training\n\nkeep me\n\n## Replay\n\nkeep me too\n")
     write_benchmarks_md(md, "CPU", "first run")

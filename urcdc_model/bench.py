@@ -6,7 +6,8 @@ Each variant (``backend`` or ``backend:precision``; ``torch-compile`` for torch.
 through DepthRuntime and timed on the same frame. Iterations are interleaved round-robin across
 variants so a busy shared machine slows every variant alike and the ratios stay fair. Reports the
 median and p90 of the end-to-end ``infer()`` latency (resize + normalise + network + resize back)
-and of the network alone, FPS, and the speed-up over PyTorch eager FP32. With ``--write`` the table
+and of the network alone, the process CPU time per inference (all threads; less sensitive to other
+load than wall time), FPS, and the speed-up over PyTorch eager FP32 (from median wall latency). With ``--write`` the table
 and the machine description replace this device's subsection in docs/BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import shlex
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class BenchRow:
     size: tuple[int, int]
     infer_ms: list[float]
     network_ms: list[float]
+    cpu_ms: list[float] = dataclasses.field(default_factory=list)  # process CPU time per infer, all threads
 
     @property
     def median_ms(self) -> float:
@@ -50,6 +53,10 @@ class BenchRow:
     @property
     def network_median_ms(self) -> float:
         return float(np.median(self.network_ms))
+
+    @property
+    def cpu_median_ms(self) -> float:
+        return float(np.median(self.cpu_ms)) if self.cpu_ms else float("nan")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -92,10 +99,11 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
     for i in range(warmup + runs):
         for name, rt in runtimes.items():
             _sync(device)
-            start = time.perf_counter()
+            cpu_start, start = time.process_time(), time.perf_counter()
             rt.infer(frame)
             _sync(device)
             infer_ms = (time.perf_counter() - start) * 1e3
+            cpu_ms = (time.process_time() - cpu_start) * 1e3
             start = time.perf_counter()
             rt._engine.run(images[name])
             _sync(device)
@@ -103,6 +111,7 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
             if i >= warmup:
                 rows[name].infer_ms.append(infer_ms)
                 rows[name].network_ms.append(network_ms)
+                rows[name].cpu_ms.append(cpu_ms)
     return rows
 
 
@@ -134,13 +143,14 @@ def machine_description(device: str, num_threads: int | None) -> str:
 
 
 def format_table(rows: list[BenchRow], baseline: dict[tuple[int, int], float]) -> str:
-    lines = ["| size (H×W) | variant | infer median ms | infer p90 ms | network median ms | FPS | × PyTorch eager |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| size (H×W) | variant | infer median ms | infer p90 ms | network median ms | CPU ms/infer | FPS "
+             "| × PyTorch eager |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         base = baseline.get(row.size)
         ratio = f"{base / row.median_ms:.2f}" if base else "—"
         lines.append(f"| {row.size[0]}×{row.size[1]} | {row.variant} | {row.median_ms:.1f} | {row.p90_ms:.1f} | "
-                     f"{row.network_median_ms:.1f} | {1e3 / row.median_ms:.2f} | {ratio} |")
+                     f"{row.network_median_ms:.1f} | {row.cpu_median_ms:.0f} | {1e3 / row.median_ms:.2f} | {ratio} |")
     return "\n".join(lines)
 
 

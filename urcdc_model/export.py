@@ -131,7 +131,11 @@ def check_onnx_parity(onnx_path: str | Path, deploy_model: DeployModel,
                       images: dict[str, torch.Tensor]) -> list[ParityResult]:
     """Run each normalised 1×3×H×W image through onnxruntime (CPU, full graph optimisation, as the
     runtime runs it) and PyTorch and compare the outputs. Images may differ in size (dynamic exports)."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as error:
+        raise ExportVerificationError("verifying an ONNX export needs onnxruntime: `pip install onnxruntime` "
+                                      "(CPU is enough; on Jetson too)") from error
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -178,7 +178,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, height: int, wi
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     config.set_timing_cache(config.create_timing_cache(cache_bytes), False)
     if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in newer TensorRT
             LOG.warning("this GPU has no fast FP16; TensorRT may keep FP32 kernels")
         config.set_flag(trt.BuilderFlag.FP16)
 
