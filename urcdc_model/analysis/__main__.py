@@ -113,8 +113,8 @@ def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
         variants += [ContinuityVariant(dgr_label, dgr_model, ["transformer"]),
                      ContinuityVariant(f"{dgr_label} without DGR", without_dgr(dgr_model), ["transformer"])]
         probe = dgr_meta.get("dgr_probe")
-        origin = (f"only its DGR modules were fitted ({probe['steps']} steps, SILog {probe['first_silog']:.3f} -> "
-                  f"{probe['last_silog']:.3f} on procedural training scenes) on top of the frozen "
+        origin = (f"only its DGR modules were fitted ({probe['steps']} steps; SILog {probe['first_silog']:.3f} "
+                  f"over the first 10 steps, {probe['last_silog']:.3f} over the last 10, on procedural training scenes) on top of the frozen "
                   f"`{probe['base_checkpoint']}` network, so without DGR it is exactly that network"
                   if probe else "trained with DGR")
         notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}): {origin}. Its "

@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     probe_meta = {**meta, "dgr_probe": {"base_checkpoint": str(args.checkpoint), "positions": list(positions),
                                         "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                                        "scenes": args.scenes, "first_silog": losses[0], "last_silog": losses[-1]}}
+                                        "scenes": args.scenes,
+                                        # means over the first / last 10 steps: single batches are noisy
+                                        "first_silog": sum(losses[:10]) / len(losses[:10]),
+                                        "last_silog": sum(losses[-10:]) / len(losses[-10:])}}
     save_model(args.output, model, model.cfg, meta=probe_meta)
     log(f"wrote {args.output}")
     return 0
