@@ -335,6 +335,29 @@ def test_diagnostics_report_rates_latency_and_drops(probe_a):
     assert int(values["frames_out"]) >= 5 and int(values["rejected_frames"]) >= 6
 
 
+def test_no_subscribers_means_no_inference(probe_a, kitti):
+    frames, _ = kitti
+
+    def latest_values():
+        statuses = [s for d in probe_a.diagnostics for s in d.status if "/a/depth_node" in s.name]
+        return {kv.key: int(kv.value) for kv in statuses[-1].values if kv.key in ("frames_out",
+                                                                                "skipped_no_subscribers")}
+
+    for subscription in probe_a.subscriptions:
+        probe_a.node.destroy_subscription(subscription)
+    probe_a.subscriptions = []
+    assert probe_a.spin_until(lambda: all(probe_a.node.count_subscribers(f"/a/{topic}") == 0 for topic in OUTPUTS),
+                              10.0)
+    probe_a.spin_until(lambda: False, 1.5)  # a fresh diagnostics status
+    before = latest_values()
+    for _ in range(2):
+        probe_a.image_pub.publish(rgb8_msg(frames[0], probe_a.next_stamp()))
+        probe_a.spin_until(lambda: False, 0.5)
+    assert probe_a.spin_until(lambda: latest_values()["skipped_no_subscribers"] >= before["skipped_no_subscribers"] + 2,
+                              5.0)
+    assert latest_values()["frames_out"] == before["frames_out"]
+
+
 def test_compressed_input_and_rgb_cloud_with_uncertainty_filter(node_processes, kitti):
     frames, meta = kitti
     probe = Probe("/b", image_type=CompressedImage, image_qos=RELIABLE)
