@@ -36,7 +36,8 @@ def parse_fractions(text: str) -> list[float]:
     try:
         fractions = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--keep-fractions: expected numbers such as 0.01,0.1,1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--keep-fractions: expected numbers such as 0.01,0.1,1, got {text!r}") from None
     if not fractions or any(not 0 < p <= 1 for p in fractions):
         raise argparse.ArgumentTypeError(f"--keep-fractions: every fraction must be in (0, 1], got {text!r}")
     return fractions
@@ -114,7 +115,8 @@ def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
                      ContinuityVariant(f"{dgr_label} without DGR", without_dgr(dgr_model), ["transformer"])]
         probe = dgr_meta.get("dgr_probe")
         origin = (f"only its DGR modules were fitted ({probe['steps']} steps; SILog {probe['first_silog']:.3f} "
-                  f"over the first 10 steps, {probe['last_silog']:.3f} over the last 10, on procedural training scenes) on top of the frozen "
+                  f"over the first 10 steps, {probe['last_silog']:.3f} over the last 10, on procedural training "
+                  "scenes) on top of the frozen "
                   f"`{probe['base_checkpoint']}` network, so without DGR it is exactly that network"
                   if probe else "trained with DGR")
         notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}): {origin}. Its "
@@ -151,7 +153,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     height, width = int(size[0]), int(size[1])
     frames = load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale) if args.images else []
     if args.procedural > 0:
-        frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind, seed=args.procedural_seed)
+        frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind,
+                                    seed=args.procedural_seed)
     label = "default" if args.checkpoint == "default" else Path(args.checkpoint).stem
     variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, log)
     options = AnalysisOptions(
@@ -171,7 +174,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         "analysis size": f"{width}x{height}",
         "torch threads": str(torch.get_num_threads()),
     }
-    command = "python -m urcdc_model.analysis " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    arguments = argv if argv is not None else sys.argv[1:]
+    command = "python -m urcdc_model.analysis " + " ".join(shlex.quote(a) for a in arguments)
     report = write_report(numbers, figures, args.output, details, dgr_note, command)
     log(f"wrote {report} ({time.perf_counter() - start:.0f} s)")
     return 0

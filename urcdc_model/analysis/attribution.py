@@ -164,7 +164,7 @@ def topk_distance(attribution: np.ndarray, target_yx: Sequence[int], top_k: int)
     cumulative = np.cumsum(weights[order])
     total = cumulative[-1]
     if total <= 0:
-        return {"topk_mean_px": float("nan"), "topk_median_px": float("nan"), "r50_px": float("nan"), "r90_px": float("nan")}
+        return dict.fromkeys(("topk_mean_px", "topk_median_px", "r50_px", "r90_px"), float("nan"))
     return {
         "topk_mean_px": float(distances[top].mean()),
         "topk_median_px": float(np.median(distances[top])),

@@ -107,7 +107,8 @@ def _sparse_examples(model, frame, branches, seed) -> list[dict]:
         mask = sparse_keep_mask(*frame.rgb.shape[:2], fraction, rng)
         depth = predict_branches(model, sparsify(image, mask), branches)
         shown = np.where(mask[..., None], frame.rgb, mean_rgb).astype(np.uint8)
-        examples.append({"keep_fraction": fraction, "rgb": shown, "depth": {b: d[0, 0].numpy() for b, d in depth.items()}})
+        examples.append({"keep_fraction": fraction, "rgb": shown,
+                         "depth": {b: d[0, 0].numpy() for b, d in depth.items()}})
     return examples
 
 
@@ -157,7 +158,8 @@ def run_attribution(model, frames, options, figures: FigureData, log) -> dict:
                     profiles[branch].append(radial_mass_profile(amap, target, radii))
                 if attribution.own_input is not None:
                     coupling = attribution.coupling if attribution.coupling is not None else 0 * attribution.own_input
-                    own_share += [o.sum() / max(o.sum() + c.sum(), 1e-20) for o, c in zip(attribution.own_input, coupling)]
+                    own_share += [o.sum() / max(o.sum() + c.sum(), 1e-20)
+                                  for o, c in zip(attribution.own_input, coupling)]
                 if frame is example:
                     figures.attribution_maps[branch] = attribution.total
                     figures.attribution_targets = targets
@@ -196,7 +198,8 @@ def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figur
                     if frame is figures.continuity_frame:
                         figures.continuity_depths[key] = depth_m
         results[group] = {key: _mean_dicts(value) for key, value in rows.items()}
-        log(f"continuity [{group}]: {len(members)} frames x {len(variants)} models in {time.perf_counter() - start:.1f} s")
+        log(f"continuity [{group}]: {len(members)} frames x {len(variants)} models "
+            f"in {time.perf_counter() - start:.1f} s")
     return results
 
 
@@ -241,7 +244,8 @@ def analyse(
                 "group": f.group,
                 "height": int(f.rgb.shape[0]),
                 "width": int(f.rgb.shape[1]),
-                "gt_valid_fraction": None if f.depth_m is None else float((usable_gt(f, options.max_depth_m) > 0).mean()),
+                "gt_valid_fraction": (None if f.depth_m is None
+                                      else float((usable_gt(f, options.max_depth_m) > 0).mean())),
             }
             for f in frames
         ],
