@@ -441,3 +441,33 @@ def test_default_model_is_the_embedded_one(kitti, tmp_path):
         probe.close()
         process.send_signal(2)
         assert process.wait(timeout=15) == 0, log.read_text()[-3000:]
+
+
+def test_mark_invalid_depth_follows_rep_117():
+    from urcdc_ros.depth_node import mark_invalid_depth
+
+    depth = np.array([[1.0, np.nan, 0.0, -2.0, 90.0]], np.float32)
+    unusable = mark_invalid_depth(depth, max_depth_m=80.0, scratch=np.empty(depth.shape, bool))
+    np.testing.assert_array_equal(depth, [[1.0, np.nan, np.nan, np.nan, np.inf]])
+    np.testing.assert_array_equal(unusable, [[False, True, True, True, False]])
+    clean = np.array([[1.0, 2.0]], np.float32)
+    assert mark_invalid_depth(clean, max_depth_m=0.0) is None
+    np.testing.assert_array_equal(clean, [[1.0, 2.0]])
+
+
+def test_flip_tta_averages_with_the_mirrored_prediction():
+    from urcdc_ros.depth_node import infer_depth
+
+    class ColumnRuntime:  # depth = 1 + column index of the image it was given, uncertainty = 2 x that
+        def infer(self, rgb):
+            depth = np.tile(1.0 + rgb[0, :, 0].astype(np.float32), (rgb.shape[0], 1))
+            return depth, 2.0 * depth
+
+    rgb = np.zeros((2, 4, 3), np.uint8)
+    rgb[..., 0] = np.arange(4)
+    depth, uncertainty = infer_depth(ColumnRuntime(), rgb, flip_tta=False)
+    np.testing.assert_array_equal(depth[0], [1, 2, 3, 4])
+    # The mirrored image's prediction is mirrored back before averaging, so a consistent model is unchanged.
+    depth, uncertainty = infer_depth(ColumnRuntime(), rgb, flip_tta=True)
+    np.testing.assert_array_equal(depth[0], [1, 2, 3, 4])
+    np.testing.assert_array_equal(uncertainty[0], [2, 4, 6, 8])

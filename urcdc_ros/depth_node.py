@@ -69,19 +69,20 @@ def infer_depth(runtime: Any, rgb: np.ndarray, flip_tta: bool) -> tuple[np.ndarr
     return depth_m, uncertainty_m
 
 
-def mark_invalid_depth(depth_m: np.ndarray, max_depth_m: float) -> np.ndarray | None:
+def mark_invalid_depth(depth_m: np.ndarray, max_depth_m: float, scratch: np.ndarray | None = None
+                       ) -> np.ndarray | None:
     """In place, REP 117: NaN where the model gave no usable value, +Inf beyond ``max_depth_m`` (0 = none).
 
     Returns the mask of unusable pixels, or None when there are none (the usual case, found with one
-    vectorised test, so no masking pass is paid).
+    vectorised test, so no masking pass is paid). ``scratch``: a reusable bool array of depth's shape.
     """
     with np.errstate(invalid="ignore"):
-        usable = depth_m > 0  # False for NaN too
+        usable = np.greater(depth_m, 0, out=scratch)  # False for NaN too
         unusable = None if usable.all() else ~usable
         if unusable is not None:
             depth_m[unusable] = np.nan
         if max_depth_m > 0:
-            too_far = depth_m > max_depth_m
+            too_far = np.greater(depth_m, max_depth_m, out=usable)
             if too_far.any():
                 depth_m[too_far] = np.inf
     return unusable
@@ -122,6 +123,7 @@ class DepthNode(Node):
         self._camera_info_problem: str | None = None
         self._last_warning_s: dict[str, float] = {}
         self._buffers: dict[str, Any] = {}
+        self._masks: dict[tuple[int, int], np.ndarray] = {}
         self._cloud_builder = CloudBuilder()
         self._rejected_at_last_status = 0
 
@@ -197,7 +199,10 @@ class DepthNode(Node):
         # Depth first: it is what most consumers wait for, so nothing else delays its publication.
         depth_m = self._buffer("depth", height, width, "32FC1")
         np.copyto(depth_m.view, depth_out)
-        unusable = mark_invalid_depth(depth_m.view, params.max_depth_m)
+        mask = self._masks.get((height, width))
+        if mask is None:
+            self._masks = {(height, width): (mask := np.empty((height, width), bool))}
+        unusable = mark_invalid_depth(depth_m.view, params.max_depth_m, scratch=mask)
         header = Header(stamp=msg.header.stamp, frame_id=params.frame_id or msg.header.frame_id)
         if want_depth:
             self._depth_pub.publish(fill_image_msg(Image(check_fields=True), depth_m, "32FC1", header))
