@@ -1,0 +1,101 @@
+"""Datasets and sampling for the trainer.
+
+Determinism: `SampleSeededDataset` seeds the RNGs around each `__getitem__` from (seed, epoch,
+index), so the augmentation of a sample depends only on those three numbers — not on the number of
+DataLoader workers, the number of torchrun processes, or whether the run was resumed.
+`ResumableDistributedSampler` is torch's DistributedSampler that can start an epoch part-way through.
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from urcdc_model.data.transforms import AugmentConfig
+
+from .config import DataSection
+
+
+class SampleSeededDataset(Dataset):
+    """Wraps a dataset so sample `index` of epoch `epoch` always sees the same random numbers."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        # DataLoader workers copy the dataset when an epoch's iterator is created, so this propagates.
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        sample_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        np_state, py_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            np.random.seed(sample_seed)
+            random.seed(sample_seed)
+            try:
+                return self.dataset[index]
+            finally:
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """DistributedSampler whose next epoch can skip its first `start_index` samples (for --resume)."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.start_index = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())[self.start_index:]
+        return iter(indices)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start_index
+
+
+def _augment_config(data: DataSection) -> AugmentConfig:
+    brightness = (0.9, 1.1) if data.kind == "street" or data.dataset == "kitti" else (0.75, 1.25)
+    return AugmentConfig(rotate_max_deg=data.rotate_max_deg, crop_height=None, crop_width=None,
+                         cutflip_probability=data.cutflip_probability, hflip_probability=data.hflip_probability,
+                         color_probability=data.color_probability, brightness_range=brightness)
+
+
+def build_datasets(data: DataSection, max_depth_m: float, source: str = "config") -> tuple[Dataset, Dataset]:
+    """(training set, online-evaluation set) for the `data` section."""
+    if data.dataset == "synthetic":
+        from urcdc_model.data.synthetic import HELD_OUT_SEED, SyntheticDepthDataset
+
+        if data.train_samples > data.val_seed or data.val_seed + data.val_samples > HELD_OUT_SEED:
+            raise ValueError(f"{source}: data.train_samples / val_seed overlap: training seeds are "
+                             f"[0, {data.train_samples}), validation [{data.val_seed}, "
+                             f"{data.val_seed + data.val_samples}), test seeds start at {HELD_OUT_SEED}")
+        train = SyntheticDepthDataset(data.train_samples, kind=data.kind, height=data.height, width=data.width,
+                                      seed=0, train=True, max_depth_m=max_depth_m, augment=_augment_config(data))
+        val = SyntheticDepthDataset(data.val_samples, kind=data.kind, height=data.height, width=data.width,
+                                    seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True)
+        return train, val
+    return _build_real_datasets(data, source)
+
+
+def _build_real_datasets(data: DataSection, source: str) -> tuple[Dataset, Dataset]:
+    """KITTI / NYU-Depth-v2 through the data package's loaders (official split files)."""
+    for key in ("data_path", "gt_path", "filenames_file"):
+        if not getattr(data, key):
+            raise ValueError(f"{source}: data.{key} is required for dataset '{data.dataset}'")
+    try:
+        from urcdc_model.data import depth_datasets  # the KITTI/NYU loaders of the data package
+    except ImportError as exc:
+        raise NotImplementedError(
+            f"{source}: dataset '{data.dataset}' needs urcdc_model.data.depth_datasets (KITTI/NYU loaders), "
+            f"which this checkout does not have ({exc}); train on 'synthetic' meanwhile") from exc
+    return depth_datasets.build_train_eval(data)
