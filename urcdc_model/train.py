@@ -228,7 +228,7 @@ class Trainer:
         self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         if self.is_main:
-            terms = {key: float(value) for key, value in losses.items()}
+            terms = {key: float(value.detach()) for key, value in losses.items()}
             tqdm.write(f"[train] step {self.step}: non-finite gradient, update skipped (losses {terms})")
         limit = self.config.optim.max_nonfinite_steps
         if self.nonfinite_streak >= limit:

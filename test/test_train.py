@@ -1,0 +1,145 @@
+"""The trainer: configs, schedule, a tiny single-process run, NaN guard, exact resume, 2-process torchrun."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from urcdc_model.checkpoints import load_model
+from urcdc_model.train import PolyDecay, Trainer
+from urcdc_model.training.config import TrainConfig
+from urcdc_model.training.state import load_training_state
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A network and images small enough that a step takes well under a second on one CPU core.
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "model": {"variant": "nano", "max_depth": 80.0, "with_cnn": True,
+              "overrides": {"embed_dim": 8, "num_heads": [1, 1, 2, 2], "psp_channels": 16, "psp_gn_groups": 8,
+                            "crf_dims": [8, 8, 16, 16], "crf_num_heads": [1, 1, 1, 1], "cnn_init_features": 8}},
+    "data": {"dataset": "synthetic", "kind": "street", "height": 48, "width": 96, "train_samples": 16,
+             "val_samples": 2},
+    "optim": {"lr": 1e-3, "end_lr": 1e-4, "batch_size": 2, "total_steps": 6, "grad_clip_norm": 1.0},
+    "loss": {"schedule": "alternate"},
+    "log": {"log_every": 1, "image_every": 3, "eval_every": 0, "checkpoint_every": 100},
+}
+
+
+def _tiny_config(**section_overrides) -> TrainConfig:
+    values = json.loads(json.dumps(TINY))
+    for section, changes in section_overrides.items():
+        values[section].update(changes)
+    return TrainConfig.from_dict(values, source="tiny")
+
+
+def _losses(output: Path) -> list[tuple[int, float]]:
+    lines = (output / "train_log.jsonl").read_text().splitlines()
+    return [(record["step"], record["loss"]) for record in map(json.loads, lines)]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "model").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    config = TrainConfig.from_yaml(path)
+    config.model.build_config()
+    assert config.name == path.stem
+
+
+def test_paper_configs_use_paper_settings():
+    for name, max_depth in (("kitti_large07", 80.0), ("nyu_large07", 10.0)):
+        config = TrainConfig.from_yaml(REPO / "config" / "model" / f"{name}.yaml")
+        assert (config.model.variant, config.model.max_depth) == ("large07", max_depth)
+        assert (config.optim.optimizer, config.optim.lr, config.optim.end_lr, config.optim.poly_power) == \
+            ("adam", 2e-5, 2e-6, 0.9)
+        assert (config.optim.batch_size, config.optim.epochs, config.loss.schedule) == (4, 50, "alternate")
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"optim": {"learning_rate": 1e-4}}))
+    with pytest.raises(ValueError, match=r"bad.yaml.*optim.*learning_rate"):
+        TrainConfig.from_yaml(bad)
+    bad.write_text(yaml.safe_dump({"model": {"variant": "huge"}}))
+    with pytest.raises(ValueError, match=r"bad.yaml.*model.*huge"):
+        TrainConfig.from_yaml(bad)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_poly_schedule_matches_official_formula():
+    decay = PolyDecay(total_steps=100, start_lr=2e-5, end_lr=2e-6, power=0.9)
+    for step in (0, 1, 50, 99, 100):
+        official = (2e-5 - 2e-6) * (1 - step / 100) ** 0.9 + 2e-6
+        assert 2e-5 * decay(step) == pytest.approx(official, rel=1e-12)
+
+
+def test_tiny_run_writes_checkpoint_log_and_loadable_weights(tmp_path):
+    trainer = Trainer(_tiny_config(), tmp_path, progress=False, command="pytest tiny")
+    trainer.train()
+    steps = [step for step, _ in _losses(tmp_path)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(loss) for _, loss in _losses(tmp_path))
+    state = load_training_state(tmp_path / "checkpoints" / "last.pt")  # weights_only=True inside
+    assert state["step"] == 6 and len(state["rng"]) == 1
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    model, cfg, meta = load_model(tmp_path / "model.safetensors", with_cnn=True)
+    assert (meta["input_height"], meta["input_width"], meta["training_command"]) == (48, 96, "pytest tiny")
+    assert cfg.embed_dim == 8 and cfg.with_cnn
+    deploy, _, _ = load_model(tmp_path / "model.safetensors", with_cnn=False)
+    assert set(deploy(torch.zeros(1, 3, 48, 96))) == {"depth", "confidence"}
+    assert "abs_rel" in trainer.last_eval and "cnn/abs_rel" in trainer.last_eval
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    config = _tiny_config()
+    Trainer(config, tmp_path / "straight", progress=False).train()
+    Trainer(config, tmp_path / "split", stop_at_step=3, progress=False).train()
+    assert not (tmp_path / "split" / "model.safetensors").exists()  # stopped, not finished
+    Trainer(config, tmp_path / "split", resume=True, progress=False).train()
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "straight")
+    straight = load_training_state(tmp_path / "straight" / "checkpoints" / "last.pt")
+    split = load_training_state(tmp_path / "split" / "checkpoints" / "last.pt")
+    for key, value in straight["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+
+
+def test_nan_guard_skips_the_update_and_aborts_when_it_persists(tmp_path):
+    trainer = Trainer(_tiny_config(optim={"max_nonfinite_steps": 3}), tmp_path, progress=False)
+    real_losses = trainer.compute_losses
+
+    def poisoned(outputs, depth_gt):
+        terms = real_losses(outputs, depth_gt)
+        if trainer.step >= 1:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    trainer.compute_losses = poisoned
+    with pytest.raises(FloatingPointError, match="3 consecutive"):
+        trainer.train()
+    assert trainer.skipped_steps == 3
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_torchrun_two_processes(tmp_path):
+    config_path = tmp_path / "tiny.yaml"
+    values = json.loads(json.dumps(TINY))
+    values["optim"]["total_steps"] = 3
+    config_path.write_text(yaml.safe_dump(values))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "urcdc_model.train", "--config", str(config_path), "--output", str(tmp_path / "out"),
+         "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    assert [step for step, _ in _losses(tmp_path / "out")] == [1, 2, 3]  # rank 0 alone writes the log
+    state = load_training_state(tmp_path / "out" / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert (tmp_path / "out" / "model.safetensors").is_file()
