@@ -147,8 +147,8 @@ def test_coupling_unit_skip_probability_in_training_only():
     x, x_t = torch.randn(1, unit.conv1.in_channels, 8, 8), torch.randn(1, unit.bn.num_features, 8, 8)
     unit.train()
     torch.manual_seed(0)
-    skipped = sum(torch.equal(unit(x, x_t), x) for _ in range(400))
-    assert 5 <= skipped <= 40  # 0.05 * 400 = 20
+    skipped = sum(torch.equal(unit(x, x_t), x) for _ in range(200))
+    assert 2 <= skipped <= 25  # expected 0.05 * 200 = 10
     unit.eval()
     assert not torch.equal(unit(x, x_t), x)
 

@@ -25,7 +25,8 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safe
 DEFAULT_MAX_DEPTH_M = 80.0  # for official checkpoints, which store no config: KITTI 80 m, NYU 10 m
 
 # Keys of the CNN branch (training only); everything else is the deployed Transformer branch.
-CNN_KEY_PREFIXES = ("backbone.base_model.", "backbone.fusion", "decoder2.", "last_layer_depth.", "last_layer_uncer.")
+CNN_KEY_PREFIXES = ("backbone.base_model.", "backbone.fusion", "decoder2.", "last_layer_depth.", "last_layer_uncer.",
+                    "fusion")  # top-level fusion*: coupling units of an earlier official layout
 
 _CONFIG_KEY = "urcdc_config"
 _META_KEY = "urcdc_meta"
