@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.preview is not None:
         cv2.imwrite(str(args.preview), colorize_depth(depth_m, cfg.max_depth))
     valid = depth_m[depth_m > 0]
-    print(f"{args.output}: {depth_m.shape[0]}x{depth_m.shape[1]} depth, "
-          f"{valid.min():.2f}-{valid.max():.2f} m (median {np.median(valid):.2f} m), model {cfg.name}, "
+    summary = (f"{valid.min():.2f}-{valid.max():.2f} m (median {np.median(valid):.2f} m)" if valid.size
+               else "no valid pixels")
+    print(f"{args.output}: {depth_m.shape[0]}x{depth_m.shape[1]} depth, {summary}, model {cfg.name}, "
           f"flip TTA {'off' if args.no_flip else 'on'}")
     return 0
 
