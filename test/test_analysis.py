@@ -245,16 +245,20 @@ def test_cli_writes_report_with_dgr_comparison(tmp_path):
     with torch.no_grad():
         model.dgr["crf0"].proj.weight.normal_(std=0.1)  # stands in for trained DGR
     checkpoint = save_model(tmp_path / "tiny.safetensors", model, cfg, meta={"input_height": 32, "input_width": 96})
+    other_run = save_model(tmp_path / "run" / "model.safetensors", URCDCDepth(ModelConfig.from_name("nano")),
+                             ModelConfig.from_name("nano"))
     output = tmp_path / "report"
     # image files + GT pairing are covered above; one procedural frame (exact GT) keeps this fast
     assert main(["--checkpoint", str(checkpoint), "--procedural", "1", "--output", str(output),
-                 "--keep-fractions", "0.05,1", "--masks-per-fraction", "1", "--targets", "1"]) == 0
+                 "--keep-fractions", "0.05,1", "--masks-per-fraction", "1", "--targets", "1",
+                 "--compare-checkpoints", str(other_run)]) == 0
     numbers = json.loads((output / "report.json").read_text())
     assert [(f["group"], f["height"], f["width"]) for f in numbers["frames"]] == [("procedural", 32, 96)]
     assert numbers["frames"][0]["gt_valid_fraction"] > 0.3
-    assert numbers["continuity_variants"] == ["tiny", "tiny without DGR"]
+    assert numbers["continuity_variants"] == ["tiny", "tiny without DGR", "run"]
     continuity = numbers["continuity"]["procedural"]
-    assert set(continuity) == {"tiny/transformer", "tiny/cnn", "tiny without DGR/transformer"}
+    assert set(continuity) == {"tiny/transformer", "tiny/cnn", "tiny without DGR/transformer", "run/transformer",
+                               "run/cnn"}
     assert continuity["tiny/transformer"]["grad1_log"] != continuity["tiny without DGR/transformer"]["grad1_log"]
     assert set(numbers["attribution"]["procedural"]["branches"]) == {"transformer", "cnn"}
     assert numbers["sparse_response"]["procedural"]["abs_rel_vs_full_prediction"]["cnn"][1] == 0.0

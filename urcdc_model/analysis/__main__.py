@@ -69,9 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", type=int, default=4, help="attribution target pixels per image")
     parser.add_argument("--top-k-fraction", type=float, default=0.005,
                         help="top-k influential pixels, as a fraction of the image (default 0.5 %%)")
-    parser.add_argument("--dgr-checkpoint", default=None,
-                        help="a second checkpoint with trained DGR modules: its continuity is measured with "
-                             "and without its DGR")
+    parser.add_argument("--dgr-checkpoint", nargs="*", default=[],
+                        help="checkpoints with trained DGR modules (e.g. from urcdc_model.analysis.dgr_probe): "
+                             "the continuity of each is measured with and without its DGR")
+    parser.add_argument("--compare-checkpoints", nargs="*", default=[],
+                        help="more checkpoints scored for continuity beside the main one (e.g. an ablation pair "
+                             "trained with and without DGR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of masks and target pixels")
     return parser
 
@@ -87,7 +90,16 @@ def load_for_analysis(checkpoint: str, branches: list[str]):
     return model.eval(), cfg, meta or {}
 
 
-def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
+def checkpoint_label(checkpoint: str) -> str:
+    """'default', else the file stem, or the folder name for generic stems (runs/ablation/dgr/model.safetensors)."""
+    if checkpoint == "default":
+        return "default"
+    path = Path(checkpoint)
+    return path.parent.name if path.stem in ("model", "last", "best") and path.parent.name else path.stem
+
+
+def dgr_variants(model, label: str, dgr_checkpoints: list[str], compare_checkpoints: list[str],
+                 branches: list[str], log):
     """The extra continuity variants and a sentence saying exactly what is compared.
 
     DGR sits in the Transformer branch (after Swin stages / NeWCRF levels; the CNN branch reads the
@@ -95,6 +107,16 @@ def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
     """
     variants = []
     notes = []
+    used_labels = {label}
+
+    def unique(name: str) -> str:
+        candidate, count = name, 1
+        while candidate in used_labels:
+            count += 1
+            candidate = f"{name} #{count}"
+        used_labels.add(candidate)
+        return candidate
+
     trained = trained_dgr_modules(model)
     if trained:
         variants.append(ContinuityVariant(f"{label} without DGR", without_dgr(model), ["transformer"]))
@@ -105,9 +127,9 @@ def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
                      "with and without DGR would be the same network; not compared.")
     else:
         notes.append(f"`{label}` has no DGR modules.")
-    if dgr_checkpoint:
+    for dgr_checkpoint in dgr_checkpoints:
         dgr_model, _, dgr_meta = load_for_analysis(dgr_checkpoint, ["transformer"])
-        dgr_label = Path(dgr_checkpoint).stem
+        dgr_label = unique(checkpoint_label(dgr_checkpoint))
         trained_other = trained_dgr_modules(dgr_model)
         if not trained_other:
             raise ValueError(f"--dgr-checkpoint {dgr_checkpoint}: it has no trained DGR modules to compare")
@@ -118,10 +140,23 @@ def dgr_variants(model, label: str, dgr_checkpoint: str | None, log):
                   f"over the first 10 steps, {probe['last_silog']:.3f} over the last 10, on procedural training "
                   "scenes) on top of the frozen "
                   f"`{probe['base_checkpoint']}` network, so without DGR it is exactly that network"
-                  if probe else "trained with DGR")
+                  if probe else "trained end to end with DGR, so bypassing its DGR also removes what the rest of "
+                  "the network learnt to expect from it")
         notes.append(f"`{dgr_label}` (--dgr-checkpoint, DGR at {', '.join(trained_other)}): {origin}. Its "
                      "Transformer branch is compared with and without its DGR modules.")
-    elif not trained:
+    for checkpoint in compare_checkpoints:
+        compare_branches = branches
+        try:
+            other, _, _ = load_for_analysis(checkpoint, branches)
+        except CheckpointError:
+            compare_branches = ["transformer"]
+            other, _, _ = load_for_analysis(checkpoint, compare_branches)
+        other_label = unique(checkpoint_label(checkpoint))
+        other_dgr = trained_dgr_modules(other)
+        variants.append(ContinuityVariant(other_label, other, compare_branches))
+        notes.append(f"`{other_label}` (--compare-checkpoints) "
+                     + (f"has trained DGR at {', '.join(other_dgr)}." if other_dgr else "has no trained DGR."))
+    if not trained and not dgr_checkpoints and not compare_checkpoints:
         notes.append("No with/without-DGR comparison was made: give --dgr-checkpoint a model with trained DGR "
                      "(e.g. from `python -m urcdc_model.analysis.dgr_probe`).")
     log("DGR: " + " ".join(notes))
@@ -155,8 +190,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.procedural > 0:
         frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind,
                                     seed=args.procedural_seed)
-    label = "default" if args.checkpoint == "default" else Path(args.checkpoint).stem
-    variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, log)
+    label = checkpoint_label(args.checkpoint)
+    variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, args.compare_checkpoints,
+                                      args.branches, log)
     options = AnalysisOptions(
         branches=args.branches,
         keep_fractions=args.keep_fractions,
