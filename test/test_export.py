@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import cv2
@@ -137,12 +138,20 @@ def test_cli_rejects_inconsistent_options(argv, message, capsys, tmp_path):
     assert message in capsys.readouterr().err
 
 
-def test_tensorrt_export_says_why_not_without_tensorrt(checkpoint, tmp_path):
-    from urcdc_model.runtime import BackendUnavailableError, cuda_available, tensorrt_available
+def test_tensorrt_export_says_why_not_without_tensorrt(checkpoint, tmp_path, capsys):
+    from urcdc_model.runtime import cuda_available, tensorrt_available
 
     if tensorrt_available() and cuda_available():
         pytest.skip("TensorRT and a GPU are present: the engine build is covered by test_runtime")
     path, _ = checkpoint
-    with pytest.raises(BackendUnavailableError, match="TensorRT|GPU"):
-        main(["--checkpoint", str(path), "--format", "tensorrt", "--fp16", "--height", str(INPUT_HW[0]),
-              "--width", str(INPUT_HW[1]), "--output", str(tmp_path / "m.engine")])
+    rc = main(["--checkpoint", str(path), "--format", "tensorrt", "--fp16", "--height", str(INPUT_HW[0]),
+               "--width", str(INPUT_HW[1]), "--output", str(tmp_path / "m.engine")])
+    expected = "TensorRT is not installed" if not tensorrt_available() else "no CUDA GPU|needs an NVIDIA GPU"
+    assert rc == 2 and re.search(expected, capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())  # failed before exporting anything
+
+
+def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
+    rc = main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--output", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.safetensors" in err and "Traceback" not in err

@@ -203,7 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help=f"write the table into {BENCHMARKS_MD}")
     parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    try:
+        return run_bench(args, argv)
+    except (FileNotFoundError, ValueError) as error:  # bad checkpoint path or contents: one clear line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
+
+def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Benchmark as the parsed CLI arguments say and print (and optionally write) the table."""
     default_variants = "torch,onnxruntime" if args.device == "cpu" else "torch,torch:fp16,onnxruntime,tensorrt:fp16"
     variants = [v.strip() for v in (args.backends or default_variants).split(",") if v.strip()]
     if BASELINE not in variants:

@@ -280,8 +280,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry: errors a user can fix (paths, missing packages, bad checkpoints) print one line, exit 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
+    from urcdc_model.runtime import BackendUnavailableError
+
+    try:
+        return run_export(args)
+    except (FileNotFoundError, BackendUnavailableError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export as the parsed CLI arguments say; raises on failure."""
     from urcdc_model.checkpoints import load_model
     from urcdc_model.runtime import ModelSource, checkpoint_input_size, file_sha256
 
