@@ -269,3 +269,26 @@ def test_bench_table_and_benchmarks_md_section(tmp_path):
     assert text.count("## Export and runtime") == 1 and text.count("### CPU") == 1
     assert "second run" in text and "first run" not in text and "no GPU here" in text
     assert "keep me\n" in text and "keep me too" in text
+
+
+# --- small pure helpers --------------------------------------------------------------------------
+
+
+def test_onnx_run_size_static_dynamic_and_mismatch(tmp_path):
+    from urcdc_model.runtime import onnx_run_size
+
+    static = {"height": 352, "width": 1216, "max_depth": 80.0}
+    assert onnx_run_size(static, None, tmp_path) == (352, 1216)
+    with pytest.raises(ValueError, match="re-export with --dynamic"):
+        onnx_run_size(static, (192, 640), tmp_path)
+    dynamic = {"height": None, "width": None, "max_depth": 80.0, "train_height": 352, "train_width": 1216}
+    assert onnx_run_size(dynamic, None, tmp_path) == (352, 1216)
+    assert onnx_run_size(dynamic, (192, 640), tmp_path) == (192, 640)
+
+
+def test_onnxruntime_cpu_provider_and_precision_errors(tmp_path):
+    from urcdc_model.runtime import onnxruntime_providers
+
+    assert onnxruntime_providers("cpu", "fp32", tmp_path) == ["CPUExecutionProvider"]
+    with pytest.raises(BackendUnavailableError, match="needs device='cuda'"):
+        onnxruntime_providers("cpu", "fp16", tmp_path)
