@@ -271,6 +271,7 @@ def test_bad_inputs_are_dropped_and_the_node_answers_the_next_frame(probe_a, kit
         time.sleep(0.3)  # after the bad one has been taken up, so the good one does not replace it
         probe_a.image_pub.publish(rgb8_msg(frames[1], stamp))
         check_depth_image(probe_a.wait_output(stamp, "depth"), stamp)
+        probe_a.wait_output(stamp, "depth/colored")  # the last output: the worker is idle for the next bad one
         assert not probe_a.outputs_for(bad.header.stamp, "depth"), f"{name}: output for a bad frame"
     # Unusable intrinsics: depth still comes, no cloud or depth/camera_info (which would be wrong).
     for name, info in {"NaN fx": camera_info_msg(meta, fx=float("nan")), "zero fx": camera_info_msg(meta, fx=0.0),
