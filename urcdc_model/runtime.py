@@ -305,7 +305,8 @@ class DepthRuntime:
             input_size: (height, width) to run the network at; default: the checkpoint's training size.
             max_depth: override the model's max depth in metres (checkpoints only).
             cache_dir: where exported ONNX models / engines are cached (default: :func:`default_cache_dir`).
-            num_threads: onnxruntime intra-op threads (default: all cores).
+            num_threads: CPU threads: onnxruntime intra-op threads of this session, or torch's
+                (process-wide) for the torch backend; default: all cores.
             warmup_runs: inferences run once at load so the first real frame is not slow.
         """
         if precision not in PRECISIONS:
@@ -315,6 +316,9 @@ class DepthRuntime:
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if input_size is not None:
             input_size = _check_input_size(input_size)
+        if max_depth is not None and source.kind != "checkpoint":
+            raise ValueError(f"{source.path}: max_depth is fixed inside an exported model; re-export with "
+                             "`python -m urcdc_model.export --max-depth M`")
 
         if source.kind == "checkpoint":
             runtime = cls._from_checkpoint(source.path, chosen, device, precision, input_size, max_depth, cache,
@@ -325,7 +329,11 @@ class DepthRuntime:
             from urcdc_model.export_tensorrt import read_engine_metadata
 
             meta = read_engine_metadata(source.path)
-            runtime = cls(TensorRTBackend(source.path), (meta["height"], meta["width"]), meta["max_depth"],
+            size = (int(meta["height"]), int(meta["width"]))
+            if input_size is not None and input_size != size and not meta.get("dynamic"):
+                raise ValueError(f"{source.path}: engine built for {size[0]}x{size[1]}, input_size={input_size} "
+                                 "was asked; build another engine")
+            runtime = cls(TensorRTBackend(source.path), input_size or size, meta["max_depth"],
                           device, meta.get("precision", precision))
         runtime.warmup(warmup_runs)
         LOG.info("DepthRuntime: %s on %s (%s), input %dx%d", runtime.backend, device, precision,
@@ -346,6 +354,8 @@ class DepthRuntime:
         size = input_size or checkpoint_input_size(meta, path)
         deploy = DeployModel(model, max_depth=max_depth_m).eval()
         if backend == "torch":
+            if num_threads:
+                torch.set_num_threads(num_threads)
             return cls(TorchBackend(deploy, device, precision), size, max_depth_m, device, precision)
 
         from urcdc_model.export import cached_onnx_export
