@@ -189,7 +189,8 @@ def list_images(directory: str | Path, limit: int | None = None) -> list[Path]:
 def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, height: int, width: int,
                          dynamic: bool = False, real_images: list[Path] | None = None,
                          metadata: dict[str, str] | None = None, tolerance: float = PARITY_TOLERANCE,
-                         check_sizes: list[tuple[int, int]] | None = None) -> tuple[Path, list[ParityResult]]:
+                         check_sizes: list[tuple[int, int]] | None = None,
+                         opset: int = ONNX_OPSET) -> tuple[Path, list[ParityResult]]:
     """Export, check parity with onnxruntime, and only then move the file to ``output_path``.
 
     Args:
@@ -204,7 +205,7 @@ def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, hei
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
-        export_onnx(deploy_model, tmp_path, height, width, dynamic=dynamic, metadata=metadata)
+        export_onnx(deploy_model, tmp_path, height, width, dynamic=dynamic, opset=opset, metadata=metadata)
         sizes = [(height, width)]
         if dynamic:
             sizes += check_sizes or [(max(64, height // 2 // 32 * 32), max(64, width // 2 // 32 * 32))]
@@ -266,6 +267,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dynamic", action="store_true", help="symbolic H and W (ONNX) / a shape range (TensorRT)")
     parser.add_argument("--verify-images", type=Path,
                         help="folder of real images for the parity check (default: a rendered street frame)")
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET,
+                        help="ONNX opset (17 keeps LayerNormalization as one op, needs TensorRT >= 8.6; "
+                             "16 for TensorRT 8.5 / JetPack 5)")
     parser.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit")
     parser.add_argument("--output", type=Path, required=True, help="file to write (.onnx / .engine / .ep)")
     args = parser.parse_args(argv)
@@ -274,6 +278,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if (args.fp16 or args.int8 or args.calib_images) and args.format == "onnx":
         parser.error("--fp16/--int8/--calib-images apply to --format tensorrt / torch-tensorrt; "
                      "the ONNX file stays FP32 (TensorRT picks the precision at build time)")
+    if not 13 <= args.opset <= 20:
+        parser.error("--opset must be between 13 and 20 (17 recommended)")
     if (args.height is None) != (args.width is None):
         parser.error("give both --height and --width, or neither")
     return args
@@ -324,15 +330,16 @@ def run_export(args: argparse.Namespace) -> int:
     onnx_path = args.output if args.format == "onnx" else args.output.with_suffix(".onnx")
     try:
         _, results = export_verified_onnx(deploy, onnx_path, height, width, dynamic=args.dynamic,
-                                          real_images=verify, metadata=metadata)
+                                          real_images=verify, metadata=metadata, opset=args.opset)
     except ExportVerificationError as error:
         LOG.error("%s", error)
         return 1
     for r in results:
         LOG.info("parity %-28s %s", r.input_name, "  ".join(f"{k} {v:.1e}" for k, v in r.errors.items()))
-    LOG.info("wrote %s (opset %d, %s)", onnx_path, ONNX_OPSET, "dynamic H×W" if args.dynamic else f"{height}x{width}")
+    LOG.info("wrote %s (opset %d, %s)", onnx_path, args.opset, "dynamic H×W" if args.dynamic else f"{height}x{width}")
     if args.format == "tensorrt":
-        from urcdc_model.export_tensorrt import build_engine, calibration_batches
+        from urcdc_model.export_tensorrt import build_engine, calibration_batches, current_identity, timing_cache_path
+        from urcdc_model.runtime import default_cache_dir
 
         calib = None
         if args.int8:
@@ -340,7 +347,8 @@ def run_export(args: argparse.Namespace) -> int:
         precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
         build_engine(onnx_path, args.output, height=height, width=width, precision=precision,
                      max_depth=cfg.max_depth, dynamic=args.dynamic, calibration=calib,
-                     workspace_bytes=int(args.workspace_gb * (1 << 30)))
+                     workspace_bytes=int(args.workspace_gb * (1 << 30)),
+                     timing_cache=timing_cache_path(default_cache_dir(), current_identity()))
         LOG.info("wrote %s (%s)", args.output, precision)
     return 0
 
