@@ -149,3 +149,21 @@ def test_swin_imagenet_checkpoint_initialises_the_backbone(tmp_path):
         with torch.device("meta"):
             tiny = build_model("tiny07", with_cnn=False)
         load_swin_imagenet(tiny, path)
+
+
+def test_torchvision_densenet_imagenet_weights_initialise_the_cnn_branch(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("nano", with_cnn=True).backbone.base_model.state_dict()
+    # torchvision's published files use old-style names inside dense layers ("norm.1" for "norm1")
+    old_style = {"features." + k.replace("norm1", "norm.1").replace("conv2", "conv.2") if "denselayer" in k
+                 else "features." + k: v.clone() for k, v in source.items()}
+    old_style.update({"classifier.weight": torch.zeros(1000, 31), "classifier.bias": torch.zeros(1000)})
+    path = tmp_path / "densenet_nano.pth"
+    torch.save(old_style, path)
+    target = build_model("nano", with_cnn=True)
+    loaded = checkpoints.load_densenet_imagenet(target, path)
+    assert len(loaded) == len(source)
+    for key, value in source.items():
+        assert torch.equal(target.backbone.base_model.state_dict()[key], value), key
+    with pytest.raises(CheckpointError, match="no CNN branch"):
+        checkpoints.load_densenet_imagenet(build_model("nano", with_cnn=False), path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -239,6 +240,43 @@ def load_swin_imagenet(model: URCDCDepth, checkpoint: str | Path) -> list[str]:
                               f"(embed {model.cfg.embed_dim}, depths {model.cfg.depths}): " + "; ".join(problems[:5]))
     backbone.load_state_dict(loaded, strict=False)
     return sorted(loaded)
+
+
+_OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+
+
+def load_densenet_imagenet(model: URCDCDepth, checkpoint: str | Path) -> list[str]:
+    """Initialise the CNN branch's DenseNet from torchvision ImageNet weights (e.g. ``densenet161-8d451a50.pth``).
+
+    The official code starts from ``densenet161(pretrained=True).features``. Accepts torchvision's
+    file (``features.*`` keys, old-style ``norm.1`` names are renamed as torchvision does) or a bare
+    ``features`` state dict; the classifier is dropped. All DenseNet keys must fit (strict).
+    """
+    if model.backbone.base_model is None:
+        raise CheckpointError("model has no CNN branch (with_cnn=False); build it with with_cnn=True")
+    state, _, _ = read_checkpoint(checkpoint)
+    features = {}
+    for key, value in state.items():
+        if key.startswith("classifier."):
+            continue
+        key = key[len("features."):] if key.startswith("features.") else key
+        match = _OLD_DENSENET_KEY.match(key)
+        features[match.group(1) + match.group(2) if match else key] = value
+    base_model = model.backbone.base_model
+    own = base_model.state_dict()
+    for key in own:  # torchvision's published files predate BatchNorm's num_batches_tracked
+        if key.endswith("num_batches_tracked") and key not in features:
+            features[key] = own[key]
+    missing = sorted(set(own) - set(features))
+    unexpected = sorted(set(features) - set(own))
+    mismatched = sorted(k for k in set(own) & set(features) if own[k].shape != features[k].shape)
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"{checkpoint}: does not fit the '{model.cfg.name}' DenseNet (growth {model.cfg.cnn_growth_rate}, "
+            f"blocks {model.cfg.cnn_block_config}): missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"shape-mismatched {mismatched[:3]}")
+    base_model.load_state_dict(features, strict=True)
+    return sorted(features)
 
 
 def _resize_bias_table(table: torch.Tensor, shape: torch.Size) -> torch.Tensor:
