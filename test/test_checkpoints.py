@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,7 +50,10 @@ def test_safetensors_round_trip_keeps_weights_config_and_meta(tmp_path, nano_two
 @pytest.mark.parametrize("wrapper", ["model", "state_dict", None])
 def test_official_checkpoint_formats_load_and_infer_the_variant(tmp_path, nano_two_branch, image, wrapper):
     state = {"module." + k: v for k, v in nano_two_branch.state_dict().items()}  # DataParallel naming
-    payload = {wrapper: state, "optimizer": {}, "global_step": 3} if wrapper else state
+    # what the official trainer saves next to the weights, numpy array included
+    extras = {"global_step": 3, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+              "best_eval_measures_lower_better": torch.zeros(6), "best_eval_steps": np.zeros(9, dtype=np.int32)}
+    payload = {wrapper: state, **extras} if wrapper else state
     path = tmp_path / "model_kittieigen.ckpt"
     torch.save(payload, path)
     model, cfg, meta = load_model(path, max_depth=10.0)

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
@@ -64,11 +65,28 @@ def read_checkpoint(checkpoint: str | Path, map_location: str | torch.device = "
     if path.suffix == ".safetensors":
         return _read_safetensors(path, map_location)
     try:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/foreign files
         raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
                               "the file is corrupt or not a .ckpt/.pth state dict") from exc
     return unwrap_state_dict(raw, source=str(path)), None, {}
+
+
+def _numpy_array_globals() -> list:
+    """Allow plain numpy arrays/scalars in weights-only loading (no arbitrary objects).
+
+    The official trainer stores ``best_eval_steps`` as a numpy array next to the weights; files
+    written under numpy 1.x name ``numpy.core.*``, under numpy 2.x ``numpy._core.*``.
+    """
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
+    allowed: list = [np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles the dtype's class too
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith("DType") and name != "ObjectDType"]
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed += [(multiarray._reconstruct, f"{module}._reconstruct"), (multiarray.scalar, f"{module}.scalar")]
+    return allowed
 
 
 def _read_safetensors(path: Path, map_location: str | torch.device
