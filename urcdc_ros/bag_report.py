@@ -288,7 +288,7 @@ def render_markdown(report: dict) -> str:
              f"node namespace `{report['node_namespace']}` (outputs subscribed: `depth`, `depth/uncertainty`; "
              "the node skips work for its other outputs when nobody listens).", "",
              "| measure | value |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in summary_rows(report)]
+    lines += [f"| {name.replace('|', chr(92) + '|')} | {value} |" for name, value in summary_rows(report)]
     if report["metrics"]:
         lines += ["", "| " + " | ".join(METRIC_ORDER) + " |", "|" + "---|" * len(METRIC_ORDER),
                   "| " + " | ".join(f"{report['metrics'][k]:.3f}" for k in METRIC_ORDER) + " |"]
