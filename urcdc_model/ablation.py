@@ -274,7 +274,7 @@ def interpretation(results: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m urcdc_model.ablation", description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=250, help="training steps per variant (equal budgets)")
+    parser.add_argument("--steps", type=int, default=220, help="training steps per variant (equal budgets)")
     parser.add_argument("--nproc", type=int, default=2, help="torchrun processes per training run")
     parser.add_argument("--test-images", type=int, default=24, help="scenes per test set")
     parser.add_argument("--output", default="runs/ablation", help="folder for the runs")

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from urcdc_model.checkpoints import save_model
+from urcdc_model.checkpoints import load_swin_imagenet, save_model
 from urcdc_model.losses import URCDCLoss
 from urcdc_model.models import URCDCDepth
 from urcdc_model.training.config import TrainConfig
@@ -86,7 +86,12 @@ class Trainer:
         # Identical initial weights on every rank, then a distinct stream per rank (drop-path etc.).
         torch.manual_seed(config.seed)
         self.model_config = config.model.build_config()
-        self.model = URCDCDepth(self.model_config).to(self.device)
+        self.model = URCDCDepth(self.model_config)
+        if config.model.swin_imagenet_checkpoint and not resume:
+            loaded = load_swin_imagenet(self.model, config.model.swin_imagenet_checkpoint)
+            if self.dist.is_main:
+                print(f"[train] Swin backbone: {len(loaded)} tensors from {config.model.swin_imagenet_checkpoint}")
+        self.model.to(self.device)
         self._seed_process(config.seed + self.dist.rank)
         self.train_model: torch.nn.Module = self.model
         if self.dist.is_distributed:

@@ -39,6 +39,7 @@ class ModelSection:
     with_cnn: bool = True                 # train both branches (URCDC); False = Transformer only
     dgr_positions: list[str] = field(default_factory=list)   # e.g. [crf0, crf1]; [] = no DGR
     overrides: dict[str, Any] = field(default_factory=dict)  # other ModelConfig fields
+    swin_imagenet_checkpoint: str = ""    # official Swin ImageNet weights to start from ("" = random init)
 
     def build_config(self) -> ModelConfig:
         base = ModelConfig.from_name(self.variant)
