@@ -292,3 +292,13 @@ def test_onnxruntime_cpu_provider_and_precision_errors(tmp_path):
     assert onnxruntime_providers("cpu", "fp32", tmp_path) == ["CPUExecutionProvider"]
     with pytest.raises(BackendUnavailableError, match="needs device='cuda'"):
         onnxruntime_providers("cpu", "fp16", tmp_path)
+
+
+def test_uncertainty_calibration_table_on_rendered_frames(torch_runtime):
+    from urcdc_model.uncertainty_check import calibration_table, format_calibration
+
+    bins, rho = calibration_table(torch_runtime, frames=2, num_bins=3)
+    assert 1 <= len(bins) <= 3 and sum(b.pixels for b in bins) > 0
+    assert all(b.uncertainty_lo_m <= b.mean_uncertainty_m <= b.uncertainty_hi_m + 1e-9 for b in bins)
+    assert -1.0 <= rho <= 1.0
+    assert "Spearman" in format_calibration(bins, rho)
