@@ -54,6 +54,8 @@ def test_load_bag_matches_camera_info_and_gt(tmp_path: Path):
         assert frame.camera_info.width == WIDTH and frame.camera_info.p.shape == (12,)
         np.testing.assert_array_equal(frame.gt_depth_m, gt)
     assert load_bag(tmp_path / "bag", gt_topic="").gt_topic is None
+    bare_mcap, = (tmp_path / "bag").glob("*.mcap")  # a lone .mcap, as kitti2mcap writes, reads the same
+    assert [f.stamp_ns for f in load_bag(bare_mcap).frames] == [f.stamp_ns for f in contents.frames]
     assert len(load_bag(tmp_path / "bag", max_frames=2).frames) == 2
 
 
