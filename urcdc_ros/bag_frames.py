@@ -1,7 +1,8 @@
 """Preload camera frames, their camera_info and ground-truth depth from a bag (no ROS graph needed).
 
-Reads rosbag2 folders (mcap or sqlite3, e.g. from ``urcdc-kitti2bag``, kitti2mcap or
-``ros2 bag record``) and ROS 1 ``.bag`` files (e.g. from kitti2bag) through ``rosbags.highlevel.AnyReader``.
+Reads rosbag2 folders (mcap or sqlite3, e.g. from ``urcdc-kitti2bag`` or
+``ros2 bag record``), lone ``.mcap`` files (kitti2mcap) and ROS 1 ``.bag`` files (kitti2bag) through
+``rosbags.highlevel.AnyReader``.
 Images may be raw (any encoding ``image_codec`` knows) or CompressedImage (jpeg/png, decoded to
 rgb8). Ground truth may be 32FC1 metres (NaN or 0 = none) or 16UC1 millimetres (REP 118).
 """
