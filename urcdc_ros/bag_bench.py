@@ -484,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="urcdc-bag-bench",
         description="Replay a bag into the depth node; report latency, FPS, drops, KITTI metrics and "
                     "uncertainty calibration.")
-    parser.add_argument("--bag", required=True, type=Path, help="rosbag2 folder (mcap/sqlite3), a lone .mcap file or a ROS 1 .bag")
+    parser.add_argument("--bag", required=True, type=Path,
+                        help="rosbag2 folder (mcap/sqlite3), a lone .mcap file or a ROS 1 .bag")
     parser.add_argument("--report", required=True, type=Path, help="folder for report.json, report.md, PNGs")
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=1.0,
