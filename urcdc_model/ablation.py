@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python -m urcdc_model.ablation " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                       else sys.argv[1:]))
+    torch.set_num_threads(1)  # evaluation here; 2 threads on the shared cores were far slower (BENCHMARKS.md)
     start = time.perf_counter()
     results = run(args.steps, args.nproc, Path(args.output), args.test_images, args.reuse)
     rows, comparisons = summarize(results)
