@@ -9,7 +9,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from urcdc_model.data.synthetic import kitti_like_intrinsics, render_frame
-from urcdc_ros import bag_bench, kitti_to_bag
+from urcdc_ros import bag_bench, bag_node, kitti_to_bag
 from urcdc_ros.bag_frames import BagContents, BagFrame, BagTopicError, decode_gt_depth_m, load_bag
 from urcdc_ros.bag_report import FrameScorer, uncertainty_calibration
 
@@ -182,10 +182,10 @@ def test_uncertainty_that_tracks_error_ranks_and_sparsifies_well():
 def test_node_parameters_for_the_baseline(tmp_path: Path):
     params_file = tmp_path / "p.yaml"
     params_file.write_text("/**:\n  ros__parameters:\n    model: a.onnx\n    flip_tta: true\n    num_threads: 2\n")
-    params = bag_bench.node_parameters(params_file, ["num_threads:=1", "input_height:=64", "input_width:=192"])
+    params = bag_node.node_parameters(params_file, ["num_threads:=1", "input_height:=64", "input_width:=192"])
     assert (params.model, params.flip_tta, params.num_threads, params.input_size) == ("a.onnx", True, 1, (64, 192))
     with pytest.raises(ValueError, match="NAME:=VALUE"):
-        bag_bench.node_parameters(params_file, ["num_threads=1"])
+        bag_node.node_parameters(params_file, ["num_threads=1"])
 
 
 def test_16uc1_ground_truth_is_millimetres():

@@ -20,10 +20,7 @@ Fast DDS's default transports multi-MB images are lost between processes.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,153 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT_INFO_TOPIC, BagContents,
                                   BagFrame, BagTopicError, load_bag)
+from urcdc_ros.bag_node import NodeProcess, apply_fastdds_profile, model_only_latency, node_parameters
 from urcdc_ros.bag_report import FrameScorer, ReplayTiming, build_report, print_summary, write_report
 
-PACKAGE = "urcdc_ros"
-FASTDDS_PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 LAUNCHED_NODE_NAMESPACE = "/urcdc_bench"
 WARMUP_STAMP_OFFSET_NS = 1_000_000_000  # warm-up frames are stamped this far before the bag's first frame
-
-
-def package_config_file(name: str) -> Path | None:
-    """A file of ``config/`` from the source checkout, else from the installed share folder."""
-    candidates = [Path(__file__).resolve().parents[1] / "config" / name,
-                  Path(sys.prefix) / "share" / PACKAGE / "config" / name]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE)) / "config" / name)
-    except Exception:  # not in a ROS workspace: the other places are enough
-        pass
-    return next((p for p in candidates if p.is_file()), None)
-
-
-def apply_fastdds_profile(env: dict[str, str] | os._Environ = os.environ) -> str | None:
-    """Point Fast DDS at the large-data profile unless the user chose one; returns the profile in use."""
-    if env.get(FASTDDS_PROFILE_ENV):
-        return env[FASTDDS_PROFILE_ENV]
-    profile = package_config_file("fastdds_large_data.xml")
-    if profile is not None:
-        env[FASTDDS_PROFILE_ENV] = str(profile)
-        return str(profile)
-    return None
 
 
 def join_topic(namespace: str, name: str) -> str:
     namespace = "/" + namespace.strip("/")
     return f"{namespace.rstrip('/')}/{name}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Model-only baseline: the same inference call the node makes, in this process, without ROS
-
-
-def node_parameters(params_file: Path | None = None, node_params: Sequence[str] = ()):
-    """The depth node's validated parameters from a params file and ``name:=value`` overrides."""
-    import yaml
-
-    from urcdc_ros.params import DepthNodeParams
-
-    values: dict = {}
-    params_file = params_file or package_config_file("depth.yaml")
-    if params_file is not None:
-        for section in (yaml.safe_load(Path(params_file).read_text()) or {}).values():
-            if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-                values.update(section["ros__parameters"])
-    for assignment in node_params:
-        name, sep, text = assignment.partition(":=")
-        if not sep:
-            raise ValueError(f"--node-param '{assignment}': write NAME:=VALUE")
-        values[name.strip()] = yaml.safe_load(text)  # ROS reads -p values as YAML too
-    return DepthNodeParams.from_values(values)
-
-
-def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> dict:
-    """Median/p90 ms of the node's own inference call (``infer_depth``) on the bag's frames, in process.
-
-    ``runs`` calls, cycling through the first frames of the bag, after the runtime's own warm-up.
-
-    Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
-    """
-    from urcdc_model.runtime import DepthRuntime
-    from urcdc_ros.depth_node import infer_depth
-
-    runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
-                                     precision=params.precision, input_size=params.input_size,
-                                     num_threads=params.num_threads or None)
-    images = [frame.rgb() for frame in frames[:runs]]
-    times_ms: list[float] = []
-
-    def timed_runs() -> None:
-        for run in range(runs):
-            rgb = images[run % len(images)]
-            start = time.perf_counter()
-            infer_depth(runtime, rgb, params.flip_tta)
-            times_ms.append((time.perf_counter() - start) * 1e3)
-
-    # On a worker thread, as the node's depth_worker: on the main thread torch's pre-processing contends
-    # with onnxruntime's thread pool (measured 3x slower on 2 cores), which the node never sees.
-    worker = threading.Thread(target=timed_runs, name="baseline_worker")
-    worker.start()
-    worker.join()
-    return {"median": float(np.median(times_ms)), "p90": float(np.percentile(times_ms, 90)),
-            "frames": len(times_ms), "model": str(params.model), "backend": str(runtime.backend)}
-
-
-# ---------------------------------------------------------------------------------------------
-# The node under test, when we start it
-
-
-class NodeProcess:
-    """``python -m urcdc_ros.depth_node`` in a namespace, with its log in a file; stopped with SIGINT."""
-
-    def __init__(self, namespace: str, log_path: Path, params_file: Path | None = None,
-                 node_params: Sequence[str] = (), module: str = "urcdc_ros.depth_node"):
-        self.log_path = log_path
-        params_file = params_file or package_config_file("depth.yaml")
-        command = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
-        if params_file is not None:
-            command += ["--params-file", str(params_file)]
-        for assignment in node_params:
-            command += ["-p", assignment]
-        self.command = command
-        env = dict(os.environ)
-        apply_fastdds_profile(env)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise RuntimeError(f"the depth node exited with code {code} before answering; its log "
-                               f"({self.log_path}) ends with:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 15) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-    def __enter__(self) -> "NodeProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from urcdc_model.data.calib import write_raw_calibration
-from urcdc_ros import bag_bench, kitti_to_bag
+from urcdc_ros import bag_bench, bag_node, kitti_to_bag
 from urcdc_ros.bag_frames import load_bag
 from urcdc_ros.bag_report import summary_rows
 
@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    profile = bag_bench.apply_fastdds_profile()
+    profile = bag_node.apply_fastdds_profile()
     out: Path = args.output
     for sub in ("kitti_raw", "bags", "reports"):
         shutil.rmtree(out / sub, ignore_errors=True)
@@ -132,15 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         bags.append((name, bag, rate))
 
     # The model alone on the same frames, before the node starts, so the two never share the CPU.
-    params = bag_bench.node_parameters(None, args.node_param)
+    params = bag_node.node_parameters(None, args.node_param)
     print(f"[demo] timing the model alone ({params.model}) on each bag's frames, the baseline for node latency",
           flush=True)
-    baselines = {name: bag_bench.model_only_latency(load_bag(bag).frames, params) for name, bag, _ in bags}
+    baselines = {name: bag_node.model_only_latency(load_bag(bag).frames, params) for name, bag, _ in bags}
 
     print(f"[demo] starting the depth node (model {params.model}) in {DEMO_NAMESPACE}; "
           f"Fast DDS profile {profile}", flush=True)
     reports = []
-    node = bag_bench.NodeProcess(DEMO_NAMESPACE, report_root / "node.log", node_params=args.node_param)
+    node = bag_node.NodeProcess(DEMO_NAMESPACE, report_root / "node.log", node_params=args.node_param)
     try:
         for name, bag, rate in bags:
             options = bag_bench.ReplayOptions(rate=rate, node_namespace=DEMO_NAMESPACE)
