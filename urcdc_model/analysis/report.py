@@ -105,8 +105,29 @@ def _continuity_section(numbers: dict, figure_names: dict, dgr_note: str) -> lis
         lines += [f"**{group}**", ""]
         lines += _table(["model / branch", "abs-rel", "∇d error (m/px)", "∇²d error (m/px²)", "∇log d error",
                          "∇²log d error", "edge-aware smoothness"], rows)
+    lines += _paired_dgr_lines(numbers)
     lines += [f"![gradient maps]({figure_names['gradient_maps']})", ""]
     return lines
+
+
+def _paired_dgr_lines(numbers: dict) -> list[str]:
+    """Per-frame wins of each model over the same weights without DGR: means hide how consistent a change is."""
+    lines = []
+    for group, rows in numbers.get("continuity_per_frame", {}).items():
+        for key, bypassed in rows.items():
+            if " without DGR/" not in key:
+                continue
+            with_dgr = rows[key.replace(" without DGR/", "/")]
+            parts = []
+            for metric in ("abs_rel", "grad1_log", "grad2_log"):
+                pairs = [(a[metric], b[metric]) for a, b in zip(with_dgr, bypassed) if metric in a and metric in b]
+                if pairs:
+                    better = sum(a < b for a, b in pairs)
+                    parts.append(f"{metric} lower on {better}/{len(pairs)}")
+            if parts:
+                lines.append(f"- {group}, `{key.replace(' without DGR/', '/')}` vs without DGR, per frame: "
+                             + "; ".join(parts))
+    return (["With vs without DGR, frame by frame:", ""] + lines + [""]) if lines else []
 
 
 def write_report(

@@ -178,8 +178,11 @@ def run_attribution(model, frames, options, figures: FigureData, log) -> dict:
 
 
 @torch.no_grad()
-def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figures: FigureData, log) -> dict:
+def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figures: FigureData, log,
+                   per_frame: dict | None = None) -> dict:
+    """Mean scores per group and variant/branch; `per_frame` (if given) receives the rows per frame."""
     results = {}
+    per_frame = {} if per_frame is None else per_frame
     for group, members in _groups(frames).items():
         start = time.perf_counter()
         rows: dict[str, list[dict]] = {}
@@ -198,6 +201,7 @@ def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figur
                     if frame is figures.continuity_frame:
                         figures.continuity_depths[key] = depth_m
         results[group] = {key: _mean_dicts(value) for key, value in rows.items()}
+        per_frame[group] = rows
         log(f"continuity [{group}]: {len(members)} frames x {len(variants)} models "
             f"in {time.perf_counter() - start:.1f} s")
     return results
@@ -226,7 +230,8 @@ def analyse(
     timings["attribution_s"] = time.perf_counter() - start
     start = time.perf_counter()
     variants = [ContinuityVariant(model_label, model, options.branches), *extra_continuity_variants]
-    continuity = run_continuity(variants, frames, options, figures, log)
+    continuity_per_frame: dict = {}
+    continuity = run_continuity(variants, frames, options, figures, log, continuity_per_frame)
     timings["continuity_s"] = time.perf_counter() - start
     numbers = {
         "options": {
@@ -253,6 +258,7 @@ def analyse(
         "sparse_response": sparse,
         "attribution": attribution,
         "continuity": continuity,
+        "continuity_per_frame": continuity_per_frame,
         "timings_s": timings,
     }
     return numbers, figures
