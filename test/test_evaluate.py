@@ -102,6 +102,7 @@ def test_model_on_held_out_synthetic_scenes(tmp_path, capsys):
                   tmp_path, capsys)
     assert all(math.isfinite(v) for v in metrics.values())
     assert 0 <= metrics["d1"] <= metrics["d2"] <= metrics["d3"] <= 1
+    assert torch.is_grad_enabled(), "evaluating in-process must not switch autograd off for the caller"
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -114,10 +114,10 @@ def predict_full_size(model, image_chw: torch.Tensor, input_size: tuple[int, int
     return depth[0, 0].float().numpy()
 
 
+@torch.no_grad()  # scoped, not torch.set_grad_enabled(False): callers in the same process keep autograd
 def evaluate_model(args) -> tuple[dict[str, float], int]:
     from urcdc_model.checkpoints import load_model
 
-    torch.set_grad_enabled(False)
     model, cfg, meta = load_model(args.checkpoint, with_cnn=False, max_depth=args.model_max_depth)
     if args.input_size:
         input_size = tuple(int(v) for v in args.input_size.lower().split("x"))
