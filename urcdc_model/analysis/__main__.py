@@ -6,6 +6,7 @@ Transformer and CNN branches; writes report.md, report.json and PNG figures into
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from urcdc_model.checkpoints import CheckpointError, load_model
+from urcdc_model.checkpoints import CheckpointError, load_model, resolve_checkpoint
 from urcdc_model.data.synthetic import HELD_OUT_SEED
 
 from .branches import parse_branches
@@ -88,6 +89,11 @@ def load_for_analysis(checkpoint: str, branches: list[str]):
             raise CheckpointError(f"{exc}; analyse it with --branches transformer") from exc
         raise
     return model.eval(), cfg, meta or {}
+
+
+def file_sha256(path: Path) -> str:
+    """Which weights a report describes, even after `default` is retrained."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def checkpoint_label(checkpoint: str) -> str:
@@ -204,7 +210,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     )
     numbers, figures = analyse(model, frames, options, variants, model_label=label, log=log)
     details = {
-        "checkpoint": args.checkpoint,
+        "checkpoint": f"{args.checkpoint} (sha256 {file_sha256(resolve_checkpoint(args.checkpoint))[:16]})",
         "variant": getattr(cfg, "name", "?"),
         "max depth": f"{cfg.max_depth:g} m",
         "analysis size": f"{width}x{height}",
