@@ -97,6 +97,18 @@ def test_tiny_run_writes_checkpoint_log_and_loadable_weights(tmp_path):
     assert any((tmp_path / "tensorboard").iterdir())
 
 
+def test_init_checkpoint_starts_fine_tuning_from_those_weights(tmp_path):
+    first = Trainer(_tiny_config(optim={"total_steps": 2}), tmp_path / "stage1", progress=False)
+    first.train()
+    start = tmp_path / "stage1" / "model.safetensors"
+    second = Trainer(_tiny_config(model={"init_checkpoint": str(start)}), tmp_path / "stage2", progress=False)
+    expected, _, _ = load_model(start, with_cnn=True)
+    for key, value in expected.state_dict().items():
+        assert torch.equal(second.model.state_dict()[key], value), key
+    fresh = Trainer(_tiny_config(), tmp_path / "fresh", progress=False)
+    assert any(not torch.equal(fresh.model.state_dict()[k], v) for k, v in expected.state_dict().items())
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     config = _tiny_config()
     Trainer(config, tmp_path / "straight", progress=False).train()

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from urcdc_model.checkpoints import load_swin_imagenet, save_model
+from urcdc_model.checkpoints import load_state_dict, load_swin_imagenet, read_checkpoint, save_model
 from urcdc_model.losses import URCDCLoss
 from urcdc_model.models import URCDCDepth
 from urcdc_model.training.config import TrainConfig
@@ -87,6 +87,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model_config = config.model.build_config()
         self.model = URCDCDepth(self.model_config)
+        if config.model.init_checkpoint and not resume:
+            # Fine-tuning: every key of both branches must match, so a wrong variant fails loudly.
+            state, _, _ = read_checkpoint(config.model.init_checkpoint)
+            load_state_dict(self.model, state)
+            if self.dist.is_main:
+                print(f"[train] initial weights from {config.model.init_checkpoint}", flush=True)
         if config.model.swin_imagenet_checkpoint and not resume:
             loaded = load_swin_imagenet(self.model, config.model.swin_imagenet_checkpoint)
             if self.dist.is_main:

@@ -40,6 +40,7 @@ class ModelSection:
     dgr_positions: list[str] = field(default_factory=list)   # e.g. [crf0, crf1]; [] = no DGR
     overrides: dict[str, Any] = field(default_factory=dict)  # other ModelConfig fields
     swin_imagenet_checkpoint: str = ""    # official Swin ImageNet weights to start from ("" = random init)
+    init_checkpoint: str = ""             # whole-model weights to fine-tune from (same variant; "" = none)
 
     def build_config(self) -> ModelConfig:
         base = ModelConfig.from_name(self.variant)
