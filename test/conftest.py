@@ -25,3 +25,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA} (see ../shared/data/README.md)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def nano_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised deploy-size nano network for tests of the plumbing (node, replay), not accuracy."""
+    import dataclasses
+
+    import torch
+
+    from urcdc_model.checkpoints import save_model
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, max_depth=80.0)
+    path = tmp_path_factory.mktemp("model") / "nano.safetensors"
+    return save_model(path, URCDCDepth(cfg).eval(), cfg, meta={"input_height": 64, "input_width": 192})

@@ -199,22 +199,6 @@ def test_16uc1_ground_truth_is_millimetres():
     assert np.isnan(depth_m[0, 0]) and depth_m[0, 1] == pytest.approx(1.5) and depth_m[1, 0] == pytest.approx(8.0)
 
 
-@pytest.fixture(scope="module")
-def nano_checkpoint(tmp_path_factory) -> Path:
-    """A randomly initialised nano network: the replay is under test here, not the trained model (the demo)."""
-    import dataclasses
-
-    import torch
-
-    from urcdc_model.checkpoints import save_model
-    from urcdc_model.models import ModelConfig, URCDCDepth
-
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, max_depth=80.0)
-    path = tmp_path_factory.mktemp("model") / "nano.safetensors"
-    return save_model(path, URCDCDepth(cfg).eval(), cfg, meta={"input_height": 64, "input_width": 192})
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):

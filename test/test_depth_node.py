@@ -9,7 +9,6 @@ QoS, x,y,z,rgb cloud with stride 2, uncertainty filter).
 from __future__ import annotations
 
 import array
-import dataclasses
 import json
 import subprocess
 import sys
@@ -40,19 +39,6 @@ OUTPUTS = {"depth": Image, "depth/camera_info": CameraInfo, "depth/uncertainty":
            "depth/colored": Image}
 STARTUP_TIMEOUT_S = 60.0
 FRAME_TIMEOUT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def nano_checkpoint(tmp_path_factory) -> Path:
-    import torch
-
-    from urcdc_model.checkpoints import save_model
-    from urcdc_model.models import ModelConfig, URCDCDepth
-
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, max_depth=80.0)
-    path = tmp_path_factory.mktemp("model") / "nano.safetensors"
-    return save_model(path, URCDCDepth(cfg).eval(), cfg, meta={"input_height": 64, "input_width": 192})
 
 
 @pytest.fixture(scope="module")
