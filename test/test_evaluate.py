@@ -31,13 +31,17 @@ def run(argv, tmp_path, capsys) -> dict:
     return metrics
 
 
+def save_kitti_predictions(gt_dir, pred_dir, from_gt_m) -> None:
+    """One .npy prediction per real KITTI frame, made from its ground truth (metres)."""
+    pred_dir.mkdir()
+    for frame in KITTI_FRAMES:
+        np.save(pred_dir / f"{frame}.npy", from_gt_m(read_png_m(gt_dir / f"{frame}.png", 256.0)))
+
+
 def test_kitti_predictions_scaled_by_1_1(shared_data, tmp_path, capsys):
     gt_dir = shared_data / "kitti_depth_annotated" / "depth"
     pred_dir = tmp_path / "pred"
-    pred_dir.mkdir()
-    for frame in KITTI_FRAMES:
-        gt = read_png_m(gt_dir / f"{frame}.png", 256.0)
-        np.save(pred_dir / f"{frame}.npy", gt * 1.1)
+    save_kitti_predictions(gt_dir, pred_dir, lambda gt: gt * 1.1)
     metrics = run(["--pred-dir", str(pred_dir), "--gt-dir", str(gt_dir), "--dataset", "kitti", "--crop", "eigen",
                    "--max-depth", "100"], tmp_path, capsys)
     assert metrics["abs_rel"] == pytest.approx(0.1, abs=1e-6) and metrics["d1"] == 1.0
@@ -65,10 +69,7 @@ def test_nyu_predictions_match_sync_depth_by_stem(shared_data, tmp_path, capsys)
 def test_kb_cropped_predictions_are_placed_back(shared_data, tmp_path, capsys):
     gt_dir = shared_data / "kitti_depth_annotated" / "depth"
     pred_dir = tmp_path / "pred"
-    pred_dir.mkdir()
-    for frame in KITTI_FRAMES:
-        gt = read_png_m(gt_dir / f"{frame}.png", 256.0)
-        np.save(pred_dir / f"{frame}.npy", gt[375 - 352:, 13:13 + 1216])
+    save_kitti_predictions(gt_dir, pred_dir, lambda gt: gt[375 - 352:, 13:13 + 1216])
     # the Garg crop lies inside the KB window, so the padded prediction is perfect there
     metrics = run(["--pred-dir", str(pred_dir), "--gt-dir", str(gt_dir), "--dataset", "kitti", "--crop", "garg"],
                   tmp_path, capsys)
