@@ -98,14 +98,14 @@ def timing_cache_path(cache_dir: Path, identity: BuildIdentity) -> Path:
 
 def calibration_batches(image_paths: list[Path], height: int, width: int) -> Iterator[np.ndarray]:
     """Normalised 1×3×H×W float32 batches, preprocessed exactly like DepthRuntime.preprocess."""
-    from urcdc_model.preprocessing import normalize_rgb
+    from urcdc_model.preprocessing import normalize_rgb_array
 
     for path in image_paths:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: not a readable image (calibration set)")
         rgb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA)
-        yield normalize_rgb(np.ascontiguousarray(rgb)).unsqueeze(0).numpy()
+        yield normalize_rgb_array(rgb)[None]
 
 
 def make_entropy_calibrator(batches: Iterable[np.ndarray], cache_path: Path):

@@ -15,17 +15,28 @@ KB_CROP_HEIGHT = 352
 KB_CROP_WIDTH = 1216
 
 
-def normalize_rgb(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 H,W,3 RGB -> float32 3,H,W tensor: (rgb / 255 - mean) / std, in the official order."""
+_MEAN_CHW = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
+_STD_CHW = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
+
+
+def normalize_rgb_array(rgb: np.ndarray) -> np.ndarray:
+    """uint8 H,W,3 RGB -> float32 3,H,W array: (rgb / 255 - mean) / std, in the official order.
+
+    NumPy, not torch, so onnxruntime/TensorRT callers never wake torch's thread pool (on a small CPU
+    it then competes with onnxruntime's own threads).
+    """
     if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
         shape = getattr(rgb, "shape", None)
         raise ValueError(f"normalize_rgb: expected an H x W x 3 RGB array, got shape {shape}")
     if rgb.dtype != np.uint8:
         raise ValueError(f"normalize_rgb: expected uint8 RGB (0-255), got {rgb.dtype}")
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(torch.float32).div(255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (image - mean) / std
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    return (chw - _MEAN_CHW) / _STD_CHW
+
+
+def normalize_rgb(rgb: np.ndarray) -> torch.Tensor:
+    """``normalize_rgb_array`` as a float32 3,H,W tensor."""
+    return torch.from_numpy(normalize_rgb_array(rgb))
 
 
 def kb_crop_box(height: int, width: int) -> tuple[int, int]:

@@ -77,13 +77,13 @@ def tensorrt_available() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Backends: each runs a normalised 1×3×H×W float32 image and returns (depth_m, uncertainty_m) H×W.
+# Backends: each runs a normalised 1×3×H×W float32 NumPy image and returns (depth_m, uncertainty_m) H×W.
 
 
 class _Backend(Protocol):
     name: str
 
-    def run(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]: ...
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class TorchBackend:
@@ -101,8 +101,8 @@ class TorchBackend:
         self.model = deploy_model.to(self.device, self.dtype).eval()
 
     @torch.inference_mode()
-    def run(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        depth_m, uncertainty_m = self.model(image.to(self.device, self.dtype))
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.model(torch.from_numpy(image).to(self.device, self.dtype))
         return (depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy())
 
 
@@ -159,8 +159,8 @@ class OnnxRuntimeBackend:
                              f"{[i.name for i in self.session.get_inputs()]} → {names}; re-export with "
                              "`python -m urcdc_model.export`")
 
-    def run(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        depth_m, uncertainty_m = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image.numpy()})
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image})
         return depth_m[0, 0], uncertainty_m[0, 0]
 
 
@@ -174,8 +174,8 @@ class TensorRTBackend:
 
         self.runner = TensorRTEngineRunner(engine_path)
 
-    def run(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        depth_m, uncertainty_m = self.runner(image)
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.runner(torch.from_numpy(image))
         return depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy()
 
 
@@ -389,9 +389,9 @@ class DepthRuntime:
 
     # -- inference --------------------------------------------------------------------------
 
-    def preprocess(self, rgb_uint8_hwc: np.ndarray) -> torch.Tensor:
-        """uint8 H×W×3 RGB → normalised 1×3×h×w float32 tensor at the model input size."""
-        from urcdc_model.preprocessing import normalize_rgb
+    def preprocess(self, rgb_uint8_hwc: np.ndarray) -> np.ndarray:
+        """uint8 H×W×3 RGB → normalised 1×3×h×w float32 array at the model input size."""
+        from urcdc_model.preprocessing import normalize_rgb_array
 
         _check_rgb(rgb_uint8_hwc)
         height, width = self.input_size
@@ -399,7 +399,7 @@ class DepthRuntime:
             shrinking = rgb_uint8_hwc.shape[0] * rgb_uint8_hwc.shape[1] > height * width
             rgb_uint8_hwc = cv2.resize(rgb_uint8_hwc, (width, height),
                                        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        return normalize_rgb(np.ascontiguousarray(rgb_uint8_hwc)).unsqueeze(0).contiguous()
+        return normalize_rgb_array(rgb_uint8_hwc)[None]
 
     def infer(self, rgb_uint8_hwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Depth and expected absolute error, both float32 metres at the input image's H×W."""
