@@ -14,6 +14,7 @@ from urcdc_model.data.depth_datasets import build_train_eval
 from urcdc_model.data.kitti import KittiDepthDataset
 from urcdc_model.data.nyu import NyuDepthDataset, zero_invalid_border
 from urcdc_model.data.synthetic import write_kitti_drive
+from urcdc_model.data.transforms import AugmentConfig
 
 KITTI_FRAMES = ("0000000005", "0000000050", "0000000100")
 NYU_FRAMES = ("00000", "00050", "00100")
@@ -159,3 +160,45 @@ def test_build_train_eval_for_the_trainer(tmp_path, shared_data):
     assert train.augment.kb_crop and (train.augment.crop_height, train.augment.crop_width) == (320, 1024)
     assert train[0]["image"].shape == (3, 320, 1024)
     assert evaluation.mode == "eval" and len(evaluation) == 3
+
+
+def _write_stereo_frame(root, left_m: float, right_m: float) -> str:
+    """One KITTI frame whose left/right images are black/white and whose GT is left_m/right_m metres."""
+    drive = root / "2011_09_26" / "2011_09_26_drive_0001_sync"
+    for camera, value, depth_m in (("image_02", 0, left_m), ("image_03", 255, right_m)):
+        (drive / camera / "data").mkdir(parents=True)
+        cv2.imwrite(str(drive / camera / "data" / "0000000000.png"), np.full((375, 1242, 3), value, np.uint8))
+        gt_dir = drive / "proj_depth" / "groundtruth" / camera
+        gt_dir.mkdir(parents=True)
+        cv2.imwrite(str(gt_dir / "0000000000.png"), np.full((375, 1242), depth_m * 256, np.uint16))
+    return ("2011_09_26/2011_09_26_drive_0001_sync/image_02/data/0000000000.png "
+            "2011_09_26_drive_0001_sync/proj_depth/groundtruth/image_02/0000000000.png 721.5377\n")
+
+
+@pytest.mark.parametrize("use_right", [False, True])
+def test_kitti_use_right_trains_on_both_cameras_with_their_own_gt(tmp_path, use_right):
+    split = tmp_path / "split.txt"
+    split.write_text(_write_stereo_frame(tmp_path, left_m=10.0, right_m=20.0))
+    augment = AugmentConfig(rotate_max_deg=0.0, crop_height=352, crop_width=1120, cutflip_probability=0.0,
+                            hflip_probability=0.0, color_probability=0.0)
+    dataset = KittiDepthDataset(tmp_path, tmp_path, split, mode="train", augment=augment, use_right=use_right)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(12):
+        sample = dataset[0]
+        brightness = float(sample["image"].mean())
+        depth = sample["depth"][sample["depth"] > 0]
+        assert torch.allclose(depth, depth[0])           # one camera's GT per sample, never mixed
+        seen.add(("white" if brightness > 0 else "black", round(float(depth[0]))))
+    assert seen == ({("black", 10), ("white", 20)} if use_right else {("black", 10)})
+    evaluation = KittiDepthDataset(tmp_path, tmp_path, split, mode="eval", use_right=use_right)
+    assert float(evaluation[0]["depth"].max()) == 10.0    # evaluation always reads the left camera
+
+
+def test_use_right_is_refused_for_nyu(tmp_path, shared_data):
+    root, split = nyu_split(tmp_path, shared_data)
+    data = SimpleNamespace(dataset="nyu", data_path=str(root), gt_path=str(root), filenames_file=str(split),
+                           filenames_file_eval="", height=416, width=544, rotate_max_deg=2.5, use_right=True,
+                           cutflip_probability=0.5, hflip_probability=0.5, color_probability=0.5)
+    with pytest.raises(ValueError, match="use_right applies to KITTI"):
+        build_train_eval(data)

@@ -113,6 +113,10 @@ class DepthDataset(Dataset):
         """True when frames without a GT path still have GT from elsewhere (e.g. projected LiDAR)."""
         return False
 
+    def entry_to_load(self, index: int) -> SplitEntry:
+        """The split entry that sample ``index`` reads (KITTI may swap in the right camera)."""
+        return self.entries[index]
+
     def rgb_file(self, entry: SplitEntry) -> Path:
         return self.data_path / entry.rgb
 
@@ -144,7 +148,7 @@ class DepthDataset(Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None, SplitEntry]:
         """(image HxWx3 [0, 1], depth metres or None, entry) of frame ``index`` without any processing."""
-        entry = self.entries[index]
+        entry = self.entry_to_load(index)
         image = read_rgb(self.rgb_file(entry))
         try:
             depth = self.load_ground_truth(entry, image.shape[:2])

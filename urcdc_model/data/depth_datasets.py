@@ -21,7 +21,13 @@ def build_train_eval(data) -> tuple[DepthDataset, DepthDataset]:
                       rotate_max_deg=data.rotate_max_deg, cutflip_probability=data.cutflip_probability,
                       hflip_probability=data.hflip_probability, color_probability=data.color_probability)
     dataset_class = DATASETS[data.dataset]
-    train = dataset_class(data.data_path, data.gt_path, data.filenames_file, mode="train", augment=augment)
+    options = {}
+    if getattr(data, "use_right", False):
+        if data.dataset != "kitti":
+            raise ValueError(f"data.use_right applies to KITTI (stereo) only, not {data.dataset!r}")
+        options["use_right"] = True
+    train = dataset_class(data.data_path, data.gt_path, data.filenames_file, mode="train", augment=augment,
+                          **options)
     eval_split = data.filenames_file_eval or data.filenames_file
     evaluation = dataset_class(data.data_path, data.gt_path, eval_split, mode="eval")
     return train, evaluation

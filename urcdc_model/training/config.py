@@ -67,6 +67,7 @@ class DataSection:
     gt_path: str = ""                     # kitti / nyu: ground-truth root
     filenames_file: str = ""              # kitti / nyu: split file (official format)
     filenames_file_eval: str = ""
+    use_right: bool = False               # kitti: train on the right camera (image_03) for half the samples
     num_workers: int = 0                  # DataLoader workers per process
 
     def __post_init__(self):
