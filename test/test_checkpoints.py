@@ -171,3 +171,14 @@ def test_torchvision_densenet_imagenet_weights_initialise_the_cnn_branch(tmp_pat
         assert torch.equal(target.backbone.base_model.state_dict()[key], value), key
     with pytest.raises(CheckpointError, match="no CNN branch"):
         checkpoints.load_densenet_imagenet(build_model("nano", with_cnn=False), path)
+
+
+def test_infer_config_detects_mask_upsampling():
+    import dataclasses
+
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), up_mode="mask", with_cnn=False)
+    inferred = infer_config(URCDCDepth(cfg).state_dict())
+    assert inferred.up_mode == "mask" and inferred.name == "nano"
+    assert infer_config(URCDCDepth(dataclasses.replace(cfg, up_mode="bilinear")).state_dict()).up_mode == "bilinear"

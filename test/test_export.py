@@ -155,3 +155,13 @@ def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     rc = main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--output", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert rc == 2 and "missing.safetensors" in err and "Traceback" not in err
+
+
+def test_mask_upsampling_exports_with_parity(tmp_path):
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, up_mode="mask")
+    deploy = DeployModel(URCDCDepth(cfg).eval(), cfg.max_depth)
+    _, results = export_verified_onnx(deploy, tmp_path / "mask.onnx", *INPUT_HW)
+    assert max(r.worst for r in results) <= 1e-3

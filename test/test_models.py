@@ -204,3 +204,39 @@ def test_config_round_trip_and_clear_errors():
 def test_nano_size_budget():
     model = build_model("nano", with_cnn=True)
     assert sum(p.numel() for p in model.parameters()) <= 2_500_000
+
+
+def _unfold_convex_upsample(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The official ``upsample_mask`` (F.unfold), for comparison."""
+    n, _, h, w = x.shape
+    weights = torch.softmax(mask.view(n, 1, 9, 4, 4, h, w), dim=2)
+    neighbours = F.unfold(x, kernel_size=3, padding=1).view(n, 1, 9, 1, 1, h, w)
+    return torch.sum(weights * neighbours, dim=2).permute(0, 1, 4, 2, 5, 3).reshape(n, 1, 4 * h, 4 * w)
+
+
+def test_convex_upsampling_equals_the_official_unfold_version():
+    from urcdc_model.models.urcdc import convex_upsample
+
+    torch.manual_seed(0)
+    x, mask = torch.rand(2, 1, 5, 7), torch.randn(2, 144, 5, 7)
+    torch.testing.assert_close(convex_upsample(x, mask), _unfold_convex_upsample(x, mask), rtol=0, atol=1e-7)
+    # a mask that puts all weight on the centre tap repeats each coarse pixel 4x4 (nearest upsampling)
+    centre = torch.full((1, 9, 4, 4, 5, 7), -1e4)
+    centre[:, 4] = 0.0
+    torch.testing.assert_close(convex_upsample(x[:1], centre.view(1, 144, 5, 7)),
+                               x[:1].repeat_interleave(4, 2).repeat_interleave(4, 3))
+
+
+@pytest.mark.parametrize("hw", [(96, 320), (50, 70)])
+def test_mask_upsampling_model_keeps_official_keys_and_output_size(hw):
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), up_mode="mask")
+    model = URCDCDepth(cfg).eval()
+    plain = URCDCDepth(ModelConfig.from_name("nano"))
+    extra = set(model.state_dict()) - set(plain.state_dict())
+    assert extra == {"mask_head.0.weight", "mask_head.0.bias", "mask_head.2.weight", "mask_head.2.bias"}
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, *hw))
+    assert out["depth"].shape == out["confidence"].shape == (1, 1, *hw)
+    assert (out["depth"] > 0).all() and (out["depth"] < cfg.max_depth).all()
+    with pytest.raises(ValueError, match="up_mode"):
+        dataclasses.replace(cfg, up_mode="nearest")

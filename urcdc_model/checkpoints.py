@@ -154,9 +154,10 @@ def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_M
     dgr = tuple(p for p in ("swin0", "swin1", "swin2", "swin3", "crf3", "crf2", "crf1", "crf0")
                 if any(k.startswith(f"dgr.{p}.") for k in state))
     fields["dgr_positions"] = dgr
+    fields["up_mode"] = "mask" if "mask_head.0.weight" in state else "bilinear"
     name = "custom"
     for variant, cfg in VARIANTS.items():
-        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions")):
+        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions", "up_mode")):
             name = variant
             break
     fields["name"] = name

@@ -12,6 +12,7 @@ from typing import Any
 
 # DGR insertion points: after each Swin stage output and after each NeWCRF decoder level.
 DGR_POSITIONS = ("swin0", "swin1", "swin2", "swin3", "crf3", "crf2", "crf1", "crf0")
+UP_MODES = ("bilinear", "mask")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ModelConfig:
     crf_dims: tuple[int, ...] = (128, 256, 512, 1024)
     crf_num_heads: tuple[int, ...] = (4, 8, 16, 32)
     crf_window_size: int = 7
+    # x4 upsampling of the depth head: "bilinear" (official default) or "mask" (the official code's
+    # learned convex upsampling: each output pixel a softmax-weighted mix of its 3x3 coarse neighbours)
+    up_mode: str = "bilinear"
     # CNN branch (DenseNet features + GLP decoder; decoder width = cnn_init_features)
     cnn_growth_rate: int = 48
     cnn_block_config: tuple[int, ...] = (6, 12, 36, 24)
@@ -85,6 +89,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig '{self.name}': cnn_block_config needs 4 dense blocks")
         if self.max_depth <= 0:
             raise ValueError(f"ModelConfig '{self.name}': max_depth must be > 0 metres, got {self.max_depth}")
+        if self.up_mode not in UP_MODES:
+            raise ValueError(f"ModelConfig '{self.name}': up_mode must be one of {UP_MODES}, got {self.up_mode!r}")
         unknown = [p for p in self.dgr_positions if p not in DGR_POSITIONS]
         if unknown:
             raise ValueError(f"ModelConfig '{self.name}': unknown dgr_positions {unknown}; choose from {DGR_POSITIONS}")

@@ -73,6 +73,22 @@ class SigmoidHead(nn.Module):
         return F.interpolate(x, scale_factor=float(self.scale), mode="bilinear", align_corners=False)
 
 
+def convex_upsample(x: torch.Tensor, mask: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    """Official ``upsample_mask``: each of the factor² sub-pixels of a coarse pixel is a softmax-weighted
+    mix of that pixel's 3x3 neighbourhood in ``x`` (B,1,H,W); ``mask`` is B,9·factor²,H,W logits.
+
+    The neighbourhood comes from nine shifted slices rather than ``F.unfold`` so that ONNX export
+    stays on basic ops; the result is the same.
+    """
+    batch, _, height, width = x.shape
+    weights = torch.softmax(mask.view(batch, 1, 9, factor, factor, height, width), dim=2)
+    padded = F.pad(x, (1, 1, 1, 1))
+    neighbours = torch.stack([padded[:, :, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3)],
+                             dim=2)                                       # B,1,9,H,W in unfold's order
+    up = torch.sum(weights * neighbours.view(batch, 1, 9, 1, 1, height, width), dim=2)  # B,1,f,f,H,W
+    return up.permute(0, 1, 4, 2, 5, 3).reshape(batch, 1, factor * height, factor * width)
+
+
 def _crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Crop B,C,H,W ``x`` to ``ref``'s spatial size (no-op when equal)."""
     return x[:, :, : ref.shape[-2], : ref.shape[-1]]
@@ -92,7 +108,10 @@ class URCDCDepth(nn.Module):
                                               window_size=cfg.crf_window_size, num_heads=cfg.crf_num_heads[k]))
         self.decoder = PSPHead(swin_ch[3], channels=cfg.psp_channels, pool_scales=cfg.psp_pool_scales,
                                gn_groups=cfg.psp_gn_groups)
-        self.disp_head1 = SigmoidHead(crf_dims[0])
+        if cfg.up_mode == "mask":
+            self.mask_head = nn.Sequential(nn.Conv2d(crf_dims[0], 64, 3, padding=1), nn.ReLU(inplace=True),
+                                           nn.Conv2d(64, 16 * 9, 1))
+        self.disp_head1 = SigmoidHead(crf_dims[0], scale=1 if cfg.up_mode == "mask" else 4)
         self.uncer_head1 = SigmoidHead(crf_dims[0])
         if cfg.with_cnn:
             taps = self.backbone.base_model.tap_channels  # H/4, H/8, H/16, H/32
@@ -121,7 +140,10 @@ class URCDCDepth(nn.Module):
             message = self._refine(f"crf{k}", getattr(self, f"crf{k}")(feats[k], message))
             if k > 0:
                 message = _crop_to(F.pixel_shuffle(message, 2), feats[k - 1])
-        out = {"depth": _crop_to(self.disp_head1(message), image) * self.max_depth,
+        depth = self.disp_head1(message)
+        if self.cfg.up_mode == "mask":
+            depth = convex_upsample(depth, self.mask_head(message))
+        out = {"depth": _crop_to(depth, image) * self.max_depth,
                "confidence": _crop_to(self.uncer_head1(message), image)}
         if cnn_feats is not None:
             x = self.decoder2(*cnn_feats)  # B, C, 4*ceil(H/4), 4*ceil(W/4)
