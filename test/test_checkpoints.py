@@ -182,3 +182,13 @@ def test_infer_config_detects_mask_upsampling():
     inferred = infer_config(URCDCDepth(cfg).state_dict())
     assert inferred.up_mode == "mask" and inferred.name == "nano"
     assert infer_config(URCDCDepth(dataclasses.replace(cfg, up_mode="bilinear")).state_dict()).up_mode == "bilinear"
+
+
+def test_infer_config_detects_the_absolute_position_embedding():
+    import dataclasses
+
+    from urcdc_model.models import ModelConfig, URCDCDepth
+
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), ape_grid=(24, 80), with_cnn=False)
+    inferred = infer_config(URCDCDepth(cfg).state_dict())
+    assert inferred.ape_grid == (24, 80) and inferred.name == "nano"

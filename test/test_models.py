@@ -240,3 +240,21 @@ def test_mask_upsampling_model_keeps_official_keys_and_output_size(hw):
     assert (out["depth"] > 0).all() and (out["depth"] < cfg.max_depth).all()
     with pytest.raises(ValueError, match="up_mode"):
         dataclasses.replace(cfg, up_mode="nearest")
+
+
+def test_absolute_position_embedding_is_one_extra_key_and_resizes_to_any_input():
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), ape_grid=(24, 80))
+    model = URCDCDepth(cfg).eval()
+    extra = set(model.state_dict()) - set(URCDCDepth(ModelConfig.from_name("nano")).state_dict())
+    assert extra == {"backbone.absolute_pos_embed"}
+    assert model.state_dict()["backbone.absolute_pos_embed"].shape == (1, cfg.embed_dim, 24, 80)
+    with torch.no_grad():
+        for hw in ((96, 320), (50, 70)):
+            assert model(torch.randn(1, 3, *hw))["depth"].shape == (1, 1, *hw)
+        # the embedding reaches the output: zeroing it changes the prediction
+        image = torch.randn(1, 3, 96, 320)
+        before = model(image)["depth"]
+        model.backbone.absolute_pos_embed.zero_()
+        assert not torch.allclose(before, model(image)["depth"])
+    with pytest.raises(ValueError, match="ape_grid"):
+        dataclasses.replace(cfg, ape_grid=(24,))

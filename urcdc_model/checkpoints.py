@@ -155,9 +155,11 @@ def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_M
                 if any(k.startswith(f"dgr.{p}.") for k in state))
     fields["dgr_positions"] = dgr
     fields["up_mode"] = "mask" if "mask_head.0.weight" in state else "bilinear"
+    ape = state.get("backbone.absolute_pos_embed")
+    fields["ape_grid"] = tuple(ape.shape[-2:]) if ape is not None else ()
     name = "custom"
     for variant, cfg in VARIANTS.items():
-        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions", "up_mode")):
+        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions", "up_mode", "ape_grid")):
             name = variant
             break
     fields["name"] = name

@@ -28,6 +28,7 @@ class ModelConfig:
     patch_size: int = 4
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.3
+    ape_grid: tuple[int, ...] = ()        # learned absolute position embedding (rows, cols); () = none
     # PSP head on the last stage
     psp_channels: int = 512
     psp_pool_scales: tuple[int, ...] = (1, 2, 3, 6)
@@ -52,7 +53,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for field in ("depths", "num_heads", "psp_pool_scales", "crf_dims", "crf_num_heads",
-                      "cnn_block_config", "dgr_positions"):
+                      "cnn_block_config", "dgr_positions", "ape_grid"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
         self.validate()
 
@@ -89,6 +90,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig '{self.name}': cnn_block_config needs 4 dense blocks")
         if self.max_depth <= 0:
             raise ValueError(f"ModelConfig '{self.name}': max_depth must be > 0 metres, got {self.max_depth}")
+        if self.ape_grid and (len(self.ape_grid) != 2 or min(self.ape_grid) < 1):
+            raise ValueError(f"ModelConfig '{self.name}': ape_grid must be (rows, cols) >= 1 or empty, "
+                             f"got {self.ape_grid}")
         if self.up_mode not in UP_MODES:
             raise ValueError(f"ModelConfig '{self.name}': up_mode must be one of {UP_MODES}, got {self.up_mode!r}")
         unknown = [p for p in self.dgr_positions if p not in DGR_POSITIONS]

@@ -184,7 +184,7 @@ class SwinTransformer(nn.Module):
 
     def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, patch_size: int = 4,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.3):
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.3, ape_grid: Sequence[int] = ()):
         """
         Args:
             embed_dim: channels of stage 0 (doubled each stage).
@@ -194,10 +194,18 @@ class SwinTransformer(nn.Module):
             patch_size: patch-embedding stride.
             mlp_ratio: MLP hidden width / dim.
             drop_path_rate: stochastic depth, linearly increasing over all blocks (official: 0.3).
+            ape_grid: (rows, cols) of a learned absolute position embedding added after the patch
+                embedding and resized bicubically to the input's patch grid (official ``ape=True``,
+                whose grid is pretrain_img_size / patch_size); () = none (official default).
         """
         super().__init__()
         self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
         self.patch_embed = PatchEmbed(patch_size=patch_size, embed_dim=embed_dim)
+        if ape_grid:
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dim, *ape_grid))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        else:
+            self.absolute_pos_embed = None
         self.pos_drop = nn.Dropout(0.0)
         total = sum(depths)  # plain Python so the model can be built on the meta device
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -214,6 +222,9 @@ class SwinTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)  # B, C, H/4, W/4
         height, width = x.shape[-2], x.shape[-1]
+        if self.absolute_pos_embed is not None:
+            # always resized (an identity at the grid's own size) so a traced graph works at any size
+            x = x + F.interpolate(self.absolute_pos_embed, size=(height, width), mode="bicubic", align_corners=False)
         x = self.pos_drop(x.flatten(2).transpose(1, 2))
         outs = []
         for i, stage in enumerate(self.layers):
