@@ -9,37 +9,21 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, relative_position_index, shifted_window_mask,
+from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, shifted_window_mask,
                      window_partition, window_reverse)
-from .swin import masked_softmax, relative_bias
+from .swin import RelativeWindowAttention
 
 
-class CRFWindowAttention(nn.Module):
+class CRFWindowAttention(RelativeWindowAttention):
     """Window attention with queries/keys from ``x`` and externally supplied values ``v``."""
 
     def __init__(self, dim: int, window_size: int, num_heads: int):
-        super().__init__()
-        self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        self.register_buffer("relative_position_index", relative_position_index(window_size))
-        self.qk = nn.Linear(dim, dim * 2)
-        self.attn_drop = nn.Dropout(0.0)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(0.0)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        super().__init__(dim, window_size, num_heads, input_name="qk", input_factor=2)
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         b_, n, c = x.shape  # B*nW, W*W, C
         qk = self.qk(x).reshape(b_, n, 2, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k = qk[0], qk[1]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        attn = attn + relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
-        attn = masked_softmax(attn, mask, self.num_heads)
-        v = v.view(b_, n, self.num_heads, -1).transpose(1, 2)
-        x = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b_, n, c)
-        return self.proj_drop(self.proj(x))
+        return self.attend(qk[0], qk[1], v.view(b_, n, self.num_heads, -1).transpose(1, 2), mask)
 
 
 class CRFBlock(nn.Module):

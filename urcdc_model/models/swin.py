@@ -18,15 +18,22 @@ from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, relative_position_i
                      window_partition, window_reverse)
 
 
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside a window, with a learned relative position bias."""
+class RelativeWindowAttention(nn.Module):
+    """What Swin's and NeWCRF's window attentions share: the relative position bias, the scaled
+    softmax attention with an optional shift mask, and the output projection.
 
-    def __init__(self, dim: int, window_size: int, num_heads: int):
+    Subclasses differ only in the input projection, registered here under the official key name
+    (``qkv`` for Swin, ``qk`` for NeWCRF, whose values come from outside) so parameters are created
+    in the official order.
+    """
+
+    def __init__(self, dim: int, window_size: int, num_heads: int, input_name: str, input_factor: int):
         """
         Args:
             dim: token channels.
             window_size: side of the square window.
             num_heads: attention heads (``dim`` must divide evenly).
+            input_name, input_factor: the input projection's key and its output width / ``dim``.
         """
         super().__init__()
         self.window_size = window_size
@@ -35,21 +42,32 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         # Persistent: the official checkpoints contain it, so strict loading needs the key.
         self.register_buffer("relative_position_index", relative_position_index(window_size))
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.add_module(input_name, nn.Linear(dim, dim * input_factor))
         self.attn_drop = nn.Dropout(0.0)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(0.0)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q, k, v: B*nW, nH, N, C/nH -> B*nW, N, C after the output projection."""
+        tokens = q.shape[2]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        attn = attn + relative_bias(self.relative_position_bias_table, self.relative_position_index, tokens)
+        attn = masked_softmax(attn, mask, self.num_heads)
+        x = (self.attn_drop(attn) @ v).transpose(1, 2).flatten(2)
+        return self.proj_drop(self.proj(x))
+
+
+class WindowAttention(RelativeWindowAttention):
+    """Multi-head self-attention inside a window, with a learned relative position bias."""
+
+    def __init__(self, dim: int, window_size: int, num_heads: int):
+        super().__init__(dim, window_size, num_heads, input_name="qkv", input_factor=3)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         b_, n, c = x.shape  # B*nW, W*W, C
         qkv = self.qkv(x).reshape(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        attn = attn + relative_bias(self.relative_position_bias_table, self.relative_position_index, n)
-        attn = masked_softmax(attn, mask, self.num_heads)
-        x = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(b_, n, c)
-        return self.proj_drop(self.proj(x))
+        return self.attend(qkv[0], qkv[1], qkv[2], mask)
 
 
 def relative_bias(table: torch.Tensor, index: torch.Tensor, tokens: int) -> torch.Tensor:
