@@ -125,7 +125,7 @@ VARIANTS: dict[str, ModelConfig] = {
     "base07": ModelConfig(name="base07", embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     "large07": ModelConfig(name="large07", embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
     "nano": ModelConfig(
-        name="nano", embed_dim=24, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), drop_path_rate=0.1,
+        name="nano", embed_dim=24, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), drop_path_rate=0.1,
         psp_channels=48, psp_gn_groups=24, crf_dims=(16, 32, 48, 64), crf_num_heads=(1, 1, 2, 4),
         # The CNN decoder runs two 3x3 convs at full resolution with the stem's width: keep it narrow.
         cnn_growth_rate=8, cnn_block_config=(2, 2, 2, 2), cnn_init_features=8, cnn_bn_size=4),
