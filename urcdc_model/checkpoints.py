@@ -119,6 +119,10 @@ def unwrap_state_dict(raw: Any, source: str = "checkpoint") -> dict[str, torch.T
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
+# Fields a checkpoint may set on top of a named variant without becoming "custom".
+_OPTIONS_ON_TOP_OF_A_VARIANT = ("max_depth", "with_cnn", "dgr_positions", "up_mode", "ape_grid")
+
+
 def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_MAX_DEPTH_M) -> ModelConfig:
     """Reconstruct the ModelConfig of an official-layout state dict from its key shapes."""
     try:
@@ -159,7 +163,7 @@ def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_M
     fields["ape_grid"] = tuple(ape.shape[-2:]) if ape is not None else ()
     name = "custom"
     for variant, cfg in VARIANTS.items():
-        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in ("max_depth", "with_cnn", "dgr_positions", "up_mode", "ape_grid")):
+        if all(getattr(cfg, f) == v for f, v in fields.items() if f not in _OPTIONS_ON_TOP_OF_A_VARIANT):
             name = variant
             break
     fields["name"] = name
