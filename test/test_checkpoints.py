@@ -173,22 +173,16 @@ def test_torchvision_densenet_imagenet_weights_initialise_the_cnn_branch(tmp_pat
         checkpoints.load_densenet_imagenet(build_model("nano", with_cnn=False), path)
 
 
-def test_infer_config_detects_mask_upsampling():
+@pytest.mark.parametrize("option, value, default", [("up_mode", "mask", "bilinear"), ("ape_grid", (24, 80), ())])
+def test_infer_config_detects_official_model_options(option, value, default):
+    """up_mode='mask' (mask_head.*) and ape_grid (backbone.absolute_pos_embed) are read from the keys
+    and keep the variant's name."""
     import dataclasses
 
     from urcdc_model.models import ModelConfig, URCDCDepth
 
-    cfg = dataclasses.replace(ModelConfig.from_name("nano"), up_mode="mask", with_cnn=False)
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, **{option: value})
     inferred = infer_config(URCDCDepth(cfg).state_dict())
-    assert inferred.up_mode == "mask" and inferred.name == "nano"
-    assert infer_config(URCDCDepth(dataclasses.replace(cfg, up_mode="bilinear")).state_dict()).up_mode == "bilinear"
-
-
-def test_infer_config_detects_the_absolute_position_embedding():
-    import dataclasses
-
-    from urcdc_model.models import ModelConfig, URCDCDepth
-
-    cfg = dataclasses.replace(ModelConfig.from_name("nano"), ape_grid=(24, 80), with_cnn=False)
-    inferred = infer_config(URCDCDepth(cfg).state_dict())
-    assert inferred.ape_grid == (24, 80) and inferred.name == "nano"
+    assert getattr(inferred, option) == value and inferred.name == "nano"
+    plain = infer_config(URCDCDepth(dataclasses.replace(cfg, **{option: default})).state_dict())
+    assert getattr(plain, option) == default
