@@ -13,14 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from urcdc_model.deploy_model import DeployModel
-from urcdc_model.export import (
-    ExportVerificationError,
-    export_verified_onnx,
-    main,
-    max_relative_error,
-    read_onnx_metadata,
-)
+from urcdc_model.deploy.graph import DeployModel
+from urcdc_model.deploy.errors import ExportVerificationError
+from urcdc_model.deploy.onnx_export import export_verified_onnx, max_relative_error, read_onnx_metadata
+from urcdc_model.export import main
 from urcdc_model.preprocessing import normalize_rgb
 
 INPUT_HW = (64, 96)
@@ -139,7 +135,7 @@ def test_cli_rejects_inconsistent_options(argv, message, capsys, tmp_path):
 
 
 def test_tensorrt_export_says_why_not_without_tensorrt(checkpoint, tmp_path, capsys):
-    from urcdc_model.runtime import cuda_available, tensorrt_available
+    from urcdc_model.deploy.backends import cuda_available, tensorrt_available
 
     if tensorrt_available() and cuda_available():
         pytest.skip("TensorRT and a GPU are present: the engine build is covered by test_runtime")

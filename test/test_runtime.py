@@ -10,11 +10,13 @@ import onnx
 import pytest
 import torch
 
-from urcdc_model import export as export_mod
-from urcdc_model.bench import BenchRow, format_table, write_benchmarks_md
-from urcdc_model.export_tensorrt import BuildIdentity, engine_cache_key, timing_cache_path
-from urcdc_model.runtime import BackendUnavailableError, DepthRuntime, cuda_available, tensorrt_available
-from urcdc_model.uncertainty import (
+from urcdc_model.deploy import onnx_export as export_mod
+from urcdc_model.deploy.bench import BenchRow, format_table, write_benchmarks_md
+from urcdc_model.deploy.tensorrt import BuildIdentity, engine_cache_key, timing_cache_path
+from urcdc_model.deploy.backends import cuda_available, tensorrt_available
+from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.runtime import DepthRuntime
+from urcdc_model.deploy.uncertainty import (
     MIN_INFORMATIVE_CONFIDENCE,
     confidence_to_uncertainty_m,
     target_confidence,
@@ -291,7 +293,7 @@ def test_bench_table_and_benchmarks_md_section(tmp_path):
 
 
 def test_onnx_run_size_static_dynamic_and_mismatch(tmp_path):
-    from urcdc_model.runtime import onnx_run_size
+    from urcdc_model.deploy.sources import onnx_run_size
 
     static = {"height": 352, "width": 1216, "max_depth": 80.0}
     assert onnx_run_size(static, None, tmp_path) == (352, 1216)
@@ -303,7 +305,7 @@ def test_onnx_run_size_static_dynamic_and_mismatch(tmp_path):
 
 
 def test_onnxruntime_cpu_provider_and_precision_errors(tmp_path):
-    from urcdc_model.runtime import onnxruntime_providers
+    from urcdc_model.deploy.backends import onnxruntime_providers
 
     assert onnxruntime_providers("cpu", "fp32", tmp_path) == ["CPUExecutionProvider"]
     with pytest.raises(BackendUnavailableError, match="needs device='cuda'"):

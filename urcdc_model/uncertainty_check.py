@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from urcdc_model.runtime import DepthRuntime
+from urcdc_model.deploy.runtime import DepthRuntime
 
 
 @dataclass

@@ -79,7 +79,7 @@ def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> di
 
     Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
     """
-    from urcdc_model.runtime import DepthRuntime
+    from urcdc_model.deploy.runtime import DepthRuntime
     from urcdc_ros.depth_node import infer_depth
 
     runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,

@@ -49,7 +49,7 @@ class StartupError(RuntimeError):
 def load_runtime(params: DepthNodeParams) -> Any:
     """The DepthRuntime for ``params``; any failure becomes a StartupError naming the model and the fix."""
     try:
-        from urcdc_model.runtime import DepthRuntime
+        from urcdc_model.deploy.runtime import DepthRuntime
 
         return DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
                                       precision=params.precision, input_size=params.input_size,

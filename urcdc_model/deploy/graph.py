@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urcdc_model.uncertainty import confidence_to_uncertainty_m
+from urcdc_model.deploy.uncertainty import confidence_to_uncertainty_m
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("depth", "uncertainty")

@@ -1,4 +1,4 @@
-"""TensorRT engines from our ONNX: build (FP32/FP16/INT8), cache, run; and the torch-tensorrt path.
+"""TensorRT engines from our ONNX: build (FP32/FP16/INT8), cache, run.
 
 ``tensorrt`` and ``torch_tensorrt`` are imported only when used, so this module imports on any
 machine; every entry point raises :class:`BackendUnavailableError` naming what is missing.
@@ -22,8 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-from urcdc_model.deploy_model import INPUT_NAME, OUTPUT_NAMES
-from urcdc_model.runtime import BackendUnavailableError, file_sha256
+from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.files import file_sha256
+from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES
+from urcdc_model.deploy.onnx_export import read_onnx_metadata
+from urcdc_model.preprocessing import normalize_rgb_array
 
 LOG = logging.getLogger(__name__)
 
@@ -98,8 +101,6 @@ def timing_cache_path(cache_dir: Path, identity: BuildIdentity) -> Path:
 
 def calibration_batches(image_paths: list[Path], height: int, width: int) -> Iterator[np.ndarray]:
     """Normalised 1×3×H×W float32 batches, preprocessed exactly like DepthRuntime.preprocess."""
-    from urcdc_model.preprocessing import normalize_rgb_array
-
     for path in image_paths:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -250,8 +251,6 @@ def read_engine_metadata(engine_path: str | Path) -> dict:
         return json.loads(sidecar.read_text())
     onnx_path = engine_path.with_suffix(".onnx")
     if onnx_path.is_file():
-        from urcdc_model.export import read_onnx_metadata
-
         meta = read_onnx_metadata(onnx_path)
         if meta["height"] is None:
             raise ValueError(f"{onnx_path} is a dynamic export; write {sidecar} with the engine's height/width")
@@ -304,34 +303,3 @@ class TensorRTEngineRunner:
             raise RuntimeError("TensorRT execution failed (see the TensorRT log)")
         self.stream.synchronize()
         return outputs[0], outputs[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# torch-tensorrt (alternative path: compiles the PyTorch module directly, no ONNX)
-
-
-def compile_torch_tensorrt(deploy_model: torch.nn.Module, output_path: str | Path, height: int, width: int,
-                           fp16: bool = False, dynamic: bool = False) -> Path:
-    """Compile with torch_tensorrt (dynamo IR) and save an ExportedProgram; load with
-    ``torch.export.load(path).module()`` on the same GPU/TensorRT."""
-    try:
-        import torch_tensorrt
-    except ImportError as error:
-        raise BackendUnavailableError("torch-tensorrt is not installed: `pip install torch-tensorrt` "
-                                      "(matching your torch version)") from error
-    require_cuda()
-    dtype = torch.float16 if fp16 else torch.float32
-    # Explicit typing (the default in recent torch-tensorrt): the precision follows the module's dtype.
-    model = deploy_model.eval().to("cuda", dtype)
-    example = torch.zeros(1, 3, height, width, device="cuda", dtype=dtype)
-    if dynamic:
-        min_hw = (max(32, height // 2 // 32 * 32), max(32, width // 2 // 32 * 32))
-        spec = torch_tensorrt.Input(min_shape=(1, 3, *min_hw), opt_shape=example.shape, max_shape=example.shape,
-                                    dtype=dtype)
-    else:
-        spec = torch_tensorrt.Input(shape=example.shape, dtype=dtype)
-    compiled = torch_tensorrt.compile(model, ir="dynamo", inputs=[spec])
-    output_path = Path(output_path)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    torch_tensorrt.save(compiled, str(output_path), inputs=[example])
-    return output_path

@@ -1,0 +1,196 @@
+"""The inference backends: each runs a normalised 1×3×H×W float32 NumPy image and returns
+(depth_m, uncertainty_m) H×W float32 NumPy arrays; plus which backend can run where.
+
+Speed ranking for ``backend="auto"`` measured by ``python -m urcdc_model.bench`` (docs/BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tensorrt_available() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchBackend:
+    """PyTorch eager (FP32 on CPU/GPU, FP16 on GPU)."""
+
+    name = "torch"
+
+    def __init__(self, deploy_model: DeployModel, device: str, precision: str):
+        if precision == "int8":
+            raise BackendUnavailableError("precision='int8' needs backend='tensorrt' (INT8 calibration)")
+        if precision == "fp16" and device != "cuda":
+            raise BackendUnavailableError("precision='fp16' with backend='torch' needs device='cuda'")
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model = deploy_model.to(self.device, self.dtype).eval()
+
+    @torch.inference_mode()
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.model(torch.from_numpy(image).to(self.device, self.dtype))
+        return (depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy())
+
+
+def onnxruntime_providers(device: str, precision: str, cache_dir: Path) -> list:
+    """Execution providers in order of preference for the device/precision, only those installed."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device == "cpu":
+        if precision != "fp32":
+            raise BackendUnavailableError(
+                f"precision='{precision}' with backend='onnxruntime' needs device='cuda' "
+                "(the CPU execution provider runs FP32)")
+        return ["CPUExecutionProvider"]
+    providers: list = []
+    if "TensorrtExecutionProvider" in available:
+        providers.append(("TensorrtExecutionProvider", {
+            "trt_fp16_enable": precision == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir / "ort_trt"),
+            "trt_timing_cache_enable": True,
+        }))
+    if "CUDAExecutionProvider" in available and precision == "fp32":
+        providers.append("CUDAExecutionProvider")
+    if not providers:
+        raise BackendUnavailableError(
+            f"backend='onnxruntime', device='cuda', precision='{precision}': onnxruntime has no "
+            f"suitable GPU execution provider (available: {available}); install onnxruntime-gpu, or "
+            "use backend='torch' / 'tensorrt'")
+    providers.append("CPUExecutionProvider")  # for the few nodes a GPU EP declines
+    return providers
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime with full graph optimisation; CPU EP here, TensorRT/CUDA EPs when installed."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: Path, device: str, precision: str, cache_dir: Path,
+                 num_threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # one graph branch: parallel mode only adds overhead
+        # Default: one intra-op thread per core; inter-op stays 1 for the same reason.
+        options.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        providers = onnxruntime_providers(device, precision, cache_dir)
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        names = [o.name for o in self.session.get_outputs()]
+        if INPUT_NAME not in [i.name for i in self.session.get_inputs()] or list(names) != list(OUTPUT_NAMES):
+            raise ValueError(f"{onnx_path}: expected input '{INPUT_NAME}' and outputs {OUTPUT_NAMES}, got "
+                             f"{[i.name for i in self.session.get_inputs()]} → {names}; re-export with "
+                             "`python -m urcdc_model.export`")
+
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image})
+        return depth_m[0, 0], uncertainty_m[0, 0]
+
+
+class TensorRTBackend:
+    """A serialised TensorRT engine (built from our ONNX), run on CUDA with torch-owned buffers."""
+
+    name = "tensorrt"
+
+    def __init__(self, engine_path: Path):
+        from urcdc_model.deploy.tensorrt import TensorRTEngineRunner
+
+        self.runner = TensorRTEngineRunner(engine_path)
+
+    def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth_m, uncertainty_m = self.runner(torch.from_numpy(image))
+        return depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy()
+
+
+def choose_backend(requested: str, device: str, source_kind: str) -> str:
+    """Resolve backend='auto' to the fastest backend that can run here; validate explicit choices."""
+    if requested not in ("auto", *BACKENDS):
+        raise ValueError(f"backend must be one of auto, {', '.join(BACKENDS)}; got '{requested}'")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got '{device}'")
+    if requested != "auto":
+        _require_installed(requested)  # "not installed" is the most useful error, so it comes first
+    if requested == "tensorrt" and device != "cuda":
+        raise BackendUnavailableError("backend='tensorrt' runs on NVIDIA GPUs only: use device='cuda'")
+    if device == "cuda" and not cuda_available():
+        raise BackendUnavailableError("device='cuda' requested but no CUDA GPU is visible to PyTorch "
+                                      "(torch.cuda.is_available() is False); use device='cpu'")
+    if source_kind == "engine":
+        if device != "cuda":
+            raise BackendUnavailableError("a TensorRT engine runs on NVIDIA GPUs only: use device='cuda'")
+        candidates = ["tensorrt"]
+    elif source_kind == "onnx":
+        candidates = ["tensorrt", "onnxruntime"] if device == "cuda" else ["onnxruntime"]
+    else:
+        # Speed ranking measured by `python -m urcdc_model.bench` (docs/BENCHMARKS.md).
+        candidates = ["tensorrt", "onnxruntime", "torch"] if device == "cuda" else ["onnxruntime", "torch"]
+    if requested != "auto":
+        if requested not in candidates:
+            raise BackendUnavailableError(
+                f"backend='{requested}' cannot run a {source_kind} file on device='{device}' "
+                f"(possible: {', '.join(candidates)})")
+        return requested
+    for name in candidates:
+        if _installed(name, device):
+            return name
+    raise BackendUnavailableError(f"no backend for a {source_kind} file on device='{device}': "
+                                  f"install one of {', '.join(candidates)}")
+
+
+def _installed(backend: str, device: str) -> bool:
+    if backend == "onnxruntime" and device == "cuda":
+        if not onnxruntime_available():
+            return False
+        import onnxruntime as ort
+
+        gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+        return bool(gpu_providers & set(ort.get_available_providers()))
+    return {"torch": True, "onnxruntime": onnxruntime_available(), "tensorrt": tensorrt_available()}[backend]
+
+
+def _require_installed(backend: str) -> None:
+    if backend == "tensorrt" and not tensorrt_available():
+        raise BackendUnavailableError("backend='tensorrt' needs the TensorRT Python package: "
+                                      "`pip install tensorrt` (desktop) or JetPack's python3-libnvinfer (Jetson); "
+                                      "see docs/JETSON.md")
+    if backend == "onnxruntime" and not onnxruntime_available():
+        raise BackendUnavailableError("backend='onnxruntime' needs `pip install onnxruntime` "
+                                      "(or onnxruntime-gpu for CUDA)")
