@@ -59,12 +59,19 @@ class ReplayOptions:
     frame_timeout_s: float = 30.0  # closed loop: give up on a frame after this long
     drain_timeout_s: float = 10.0  # open loop: wait at most this long after the last publish for late outputs
     wait_for_uncertainty: bool = True
+    # More node outputs to subscribe (EXTRA_OUTPUTS keys); a frame is complete when all of them arrived.
+    extra_outputs: tuple[str, ...] = ()
+
+
+# Outputs of the depth node the replay can subscribe besides depth and depth/uncertainty.
+EXTRA_OUTPUTS = {"depth/camera_info": "CameraInfo", "points": "PointCloud2", "depth/colored": "Image"}
 
 
 @dataclass
 class _Arrivals:
     depth_s: dict[int, float] = field(default_factory=dict)
     uncertainty_s: dict[int, float] = field(default_factory=dict)
+    extra_s: dict[str, dict[int, float]] = field(default_factory=dict)  # output name -> stamp -> time
 
 
 class _ReplayNode:
@@ -73,6 +80,7 @@ class _ReplayNode:
     def __init__(self, context, options: ReplayOptions, scorer: FrameScorer, expected_stamps: set[int]):
         from rclpy.node import Node
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs import msg as sensor_msgs
         from sensor_msgs.msg import CameraInfo, Image
 
         self.node = Node("urcdc_bag_bench", context=context)
@@ -87,12 +95,17 @@ class _ReplayNode:
         # Best effort matches both best-effort and reliable publishers of the node under test.
         self.node.create_subscription(Image, self.depth_topic, self._on_depth, qos_profile_sensor_data)
         self.node.create_subscription(Image, self.uncertainty_topic, self._on_uncertainty, qos_profile_sensor_data)
+        for name in options.extra_outputs:
+            self.node.create_subscription(getattr(sensor_msgs, EXTRA_OUTPUTS[name]), join_topic(ns, name),
+                                          lambda msg, name=name: self._record_extra(msg, name),
+                                          qos_profile_sensor_data)
         self.scorer = scorer
         self.score_queue: queue.Queue = queue.Queue()
         self.expected = expected_stamps
         self.arrivals = _Arrivals()
         self.warmup_arrivals = _Arrivals()
         self.changed = threading.Condition()
+        self.extra_outputs = tuple(options.extra_outputs)
 
     @staticmethod
     def _stamp(msg) -> int:
@@ -115,6 +128,14 @@ class _ReplayNode:
             self.changed.notify_all()
         # Scored on another thread, so the metrics never delay the receive time of the next output.
         self.score_queue.put((stamp, kind, msg))
+
+    def _record_extra(self, msg, name: str) -> None:
+        now_s = time.perf_counter()
+        stamp = self._stamp(msg)
+        with self.changed:
+            arrivals = self.arrivals if stamp in self.expected else self.warmup_arrivals
+            arrivals.extra_s.setdefault(name, {}).setdefault(stamp, now_s)
+            self.changed.notify_all()
 
     def score_outputs(self) -> None:
         """Worker: feed queued outputs to the scorer until the None sentinel."""
@@ -184,6 +205,8 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
         with replay_node.changed:
             timing.depth_received_s = dict(replay_node.arrivals.depth_s)
             timing.uncertainty_received_s = dict(replay_node.arrivals.uncertainty_s)
+            timing.extra_received_s = {name: dict(replay_node.arrivals.extra_s.get(name, {}))
+                                       for name in options.extra_outputs}
     finally:
         executor.shutdown(timeout_sec=2.0)
         replay_node.node.destroy_node()
@@ -251,7 +274,8 @@ def _check_deadline(deadline: float, node_process: NodeProcess | None, options: 
 
 def _frame_done(replay_node: _ReplayNode, stamp: int, expect_uncertainty: bool) -> bool:
     arrivals = replay_node.arrivals
-    return stamp in arrivals.depth_s and (not expect_uncertainty or stamp in arrivals.uncertainty_s)
+    return (stamp in arrivals.depth_s and (not expect_uncertainty or stamp in arrivals.uncertainty_s)
+            and all(stamp in arrivals.extra_s.get(name, ()) for name in replay_node.extra_outputs))
 
 
 def _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming) -> None:
@@ -334,7 +358,8 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
     report = build_report(contents, timing, scorer, options_summary={
         "mode": "max-rate (closed loop)" if options.rate is None else f"rate {options.rate:g}x (open loop)",
         "node_namespace": options.node_namespace, "launched_node": launch_node,
-        "qos": "reliable" if options.reliable else "best_effort", "model_only_latency_ms": model_only})
+        "qos": "reliable" if options.reliable else "best_effort", "model_only_latency_ms": model_only,
+        "outputs_subscribed": ["depth", "depth/uncertainty", *options.extra_outputs]})
     write_report(report, contents, scorer, report_dir)
     if verbose:
         print_summary(report)
@@ -373,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-baseline", action="store_true",
                         help="first time the node's model alone, in this process, 10 runs on the bag's frames "
                              "(settings from --params-file/--node-param); report node latency / model latency")
+    parser.add_argument("--subscribe", action="append", default=[], choices=sorted(EXTRA_OUTPUTS), metavar="OUTPUT",
+                        help="also subscribe this node output (repeatable: " + ", ".join(sorted(EXTRA_OUTPUTS)) +
+                             "); the node builds only what has subscribers, and a frame counts as complete when "
+                             "all subscribed outputs arrived")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the image publisher")
     parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
@@ -397,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = ReplayOptions(rate=None if args.max_rate else args.rate, node_namespace=args.node_namespace,
                             reliable=args.qos == "reliable", startup_timeout_s=args.startup_timeout,
                             discovery_timeout_s=args.discovery_timeout,
-                            drain_timeout_s=args.drain_timeout)
+                            drain_timeout_s=args.drain_timeout, extra_outputs=tuple(dict.fromkeys(args.subscribe)))
     try:
         run_bench(args.bag, args.report, image_topic=args.image_topic, info_topic=args.info_topic,
                   gt_topic=args.gt_topic, options=options, launch_node=args.launch_node,

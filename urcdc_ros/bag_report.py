@@ -35,6 +35,7 @@ class ReplayTiming:
     depth_received_s: dict[int, float] = field(default_factory=dict)
     uncertainty_received_s: dict[int, float] = field(default_factory=dict)
     uncertainty_expected: bool = False
+    extra_received_s: dict[str, dict[int, float]] = field(default_factory=dict)  # more outputs, by name
 
 
 @dataclass
@@ -196,11 +197,22 @@ def _rate_hz(times_s: list[float]) -> float | None:
     return (len(times_s) - 1) / (times_s[-1] - times_s[0]) if times_s[-1] > times_s[0] else None
 
 
+def _complete_latency_ms(timing: ReplayTiming, stamp: int) -> float | None:
+    """Publish -> arrival of the frame's last expected output, or None when one never came."""
+    sent = timing.sent_s.get(stamp)
+    arrivals = [timing.depth_received_s.get(stamp), *(book.get(stamp) for book in timing.extra_received_s.values())]
+    if timing.uncertainty_expected:
+        arrivals.append(timing.uncertainty_received_s.get(stamp))
+    if sent is None or any(t is None for t in arrivals):
+        return None
+    return (max(arrivals) - sent) * 1e3
+
+
 def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScorer, options_summary: dict) -> dict:
     """Everything the replay measured, as one JSON-serialisable dictionary."""
     scorer.finish()
     frames = contents.frames
-    rows, latencies = [], []
+    rows, latencies, complete_latencies = [], [], []
     for index, frame in enumerate(frames):
         stamp = frame.stamp_ns
         sent = timing.sent_s.get(stamp)
@@ -209,11 +221,15 @@ def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScore
         if latency_ms is not None:
             latencies.append(latency_ms)
         unc_received = timing.uncertainty_received_s.get(stamp)
+        complete_ms = _complete_latency_ms(timing, stamp)
+        if complete_ms is not None:
+            complete_latencies.append(complete_ms)
         score = scorer.scores.get(index)
         rows.append({
             "index": index, "stamp_ns": stamp, "published": sent is not None, "received": received is not None,
             "latency_ms": latency_ms,
             "uncertainty_latency_ms": (unc_received - sent) * 1e3 if sent is not None and unc_received else None,
+            "complete_latency_ms": complete_ms,
             "has_gt": frame.gt_depth_m is not None,
             "gt_pixels": score.gt_pixels if score else 0,
             "valid_depth_fraction": score.valid_depth_fraction if score else None,
@@ -237,6 +253,12 @@ def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScore
         "latency_ms": (latency := _percentile_summary(np.array(latencies))),
         "latency_over_model_only": (latency["median"] / options_summary["model_only_latency_ms"]["median"]
                                     if latency and options_summary.get("model_only_latency_ms") else None),
+        "latency_overhead_ms": (latency["median"] - options_summary["model_only_latency_ms"]["median"]
+                                if latency and options_summary.get("model_only_latency_ms") else None),
+        # publish -> the last subscribed output of the frame; minus the model alone = what the node adds
+        "complete_latency_ms": (complete := _percentile_summary(np.array(complete_latencies))),
+        "complete_overhead_ms": (complete["median"] - options_summary["model_only_latency_ms"]["median"]
+                                 if complete and options_summary.get("model_only_latency_ms") else None),
         "input_fps": _rate_hz(list(timing.sent_s.values())),
         "output_fps": _rate_hz(list(timing.depth_received_s.values())),
         "recorded_fps": (len(frames) - 1) / contents.duration_s if contents.duration_s > 0 else None,
@@ -262,6 +284,9 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
          f"{_fmt(lat.get('median'))} / {_fmt(lat.get('p90'))} / {_fmt(lat.get('max'))}"),
         *([("model alone median (ms); node latency / model", f"{report['model_only_latency_ms']['median']:.1f}; "
              f"{_fmt(report['latency_over_model_only'], '.2f')}x")] if report.get("model_only_latency_ms") else []),
+        *([("all subscribed outputs: latency median / p90 (ms); median - model (ms)",
+            f"{_fmt(complete.get('median'))} / {_fmt(complete.get('p90'))}; "
+            f"{_fmt(report.get('complete_overhead_ms'))}")] if (complete := report.get("complete_latency_ms")) else []),
         ("input / output FPS", f"{_fmt(report['input_fps'], '.2f')} / {_fmt(report['output_fps'], '.2f')}"),
     ]
     if report["metrics"]:
@@ -285,7 +310,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Bag replay: `{report['bag']}`", "",
              f"{report['frames_in_bag']} frames of `{report['image_topic']}` "
              f"({report['resolution'][0]}x{report['resolution'][1]} {report['encoding']}), {report['mode']}, "
-             f"node namespace `{report['node_namespace']}` (outputs subscribed: `depth`, `depth/uncertainty`; "
+             f"node namespace `{report['node_namespace']}` (outputs subscribed: "
+             f"{', '.join(f'`{name}`' for name in report.get('outputs_subscribed', ['depth', 'depth/uncertainty']))}; "
              "the node skips work for its other outputs when nobody listens).", "",
              "| measure | value |", "|---|---|"]
     lines += [f"| {name.replace('|', chr(92) + '|')} | {value} |" for name, value in summary_rows(report)]
