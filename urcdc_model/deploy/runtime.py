@@ -36,6 +36,7 @@ from urcdc_model.deploy.onnx_export import cached_onnx_export, read_onnx_metadat
 from urcdc_model.deploy.sources import (FALLBACK_INPUT_SIZE, ModelSource, check_input_size, checkpoint_input_size,
                                         onnx_run_size)
 from urcdc_model.deploy.tensorrt import cached_engine_build, read_engine_metadata
+from urcdc_model.inference import flip_blend_array
 from urcdc_model.preprocessing import normalize_rgb_array
 
 LOG = logging.getLogger(__name__)
@@ -225,17 +226,25 @@ class DepthRuntime:
         plan = self.plan(rgb_uint8_hwc.shape[:2], intrinsics)
         return normalize_rgb_array(plan.image_to_network(rgb_uint8_hwc))[None], plan
 
-    def infer(self, rgb_uint8_hwc: np.ndarray, intrinsics=None) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, rgb_uint8_hwc: np.ndarray, intrinsics=None, flip_tta: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Depth and expected absolute error, both float32 metres on the input image's H×W grid.
 
         Args:
             intrinsics: the frame's 3×3 K (pixels of this image), or None for the fallback (the
                 training images' field of view).
+            flip_tta: also run the mirrored input and blend both as the official test script does
+                (on the network grid, so the padding mirrors exactly); twice the network time.
         Raises:
             ValueError: not a uint8 RGB image, or intrinsics that cannot describe this frame.
         """
         image, plan = self.preprocess(rgb_uint8_hwc, intrinsics)
-        depth_m, uncertainty_m = self._engine(plan.network_hw).run(image)
+        engine = self._engine(plan.network_hw)
+        depth_m, uncertainty_m = engine.run(image)
+        if flip_tta:
+            depth_flip, uncertainty_flip = engine.run(np.ascontiguousarray(image[..., ::-1]))
+            depth_m = flip_blend_array(depth_m, depth_flip)
+            uncertainty_m = flip_blend_array(uncertainty_m, uncertainty_flip)
         depth_m, uncertainty_m = plan.output_to_frame(depth_m), plan.output_to_frame(uncertainty_m)
         if plan.depth_scale > 1.0:  # the model's range is [0, max_depth]; scaled beyond it means "far"
             np.minimum(depth_m, self.max_depth, out=depth_m)
