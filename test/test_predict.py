@@ -108,3 +108,17 @@ def test_normalize_rgb_and_kb_crop():
         normalize_rgb(rgb.astype(np.float32))
     with pytest.raises(ValueError, match="--kb-crop needs"):
         kb_crop(rgb[:300])
+
+
+def test_flip_blend_numpy_equals_torch():
+    """The runtime (NumPy, every backend) and predict_depth (torch) blend flipped passes identically."""
+    from urcdc_model.inference import flip_blend_array
+
+    rng = np.random.default_rng(0)
+    pred, flipped = rng.random((2, 1, 1, 6, 41), dtype=np.float32)
+    expected = flip_blend(torch.from_numpy(pred), torch.from_numpy(flipped)).numpy()
+    np.testing.assert_allclose(flip_blend_array(pred, flipped), expected, atol=1e-7)
+    # the border columns come from one pass each: left from the flipped pass, right from the plain one
+    out = flip_blend_array(pred, flipped)
+    np.testing.assert_allclose(out[..., 0], flipped[..., -1], atol=1e-7)
+    np.testing.assert_allclose(out[..., -1], pred[..., -1], atol=1e-7)
