@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from urcdc_model.data.synthetic import kitti_like_intrinsics, render_frame
@@ -22,7 +24,7 @@ def write_bag(path: Path, num_frames: int, with_info: bool = True, with_gt: bool
     """A small kitti2bag-style bag of procedural street frames; returns the exact GT depth of each frame."""
     types = kitti_to_bag.TYPESTORE
     gts = []
-    with Writer(path, version=kitti_to_bag.BAG_VERSION, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
         image = writer.add_connection(f"{LEFT}/image_raw", "sensor_msgs/msg/Image", typestore=types)
         info = writer.add_connection(f"{LEFT}/camera_info", "sensor_msgs/msg/CameraInfo", typestore=types)
         gt = writer.add_connection(f"{LEFT}/depth_gt", "sensor_msgs/msg/Image", typestore=types)
@@ -57,6 +59,64 @@ def test_load_bag_matches_camera_info_and_gt(tmp_path: Path):
     bare_mcap, = (tmp_path / "bag").glob("*.mcap")  # a lone .mcap, as kitti2mcap writes, reads the same
     assert [f.stamp_ns for f in load_bag(bare_mcap).frames] == [f.stamp_ns for f in contents.frames]
     assert len(load_bag(tmp_path / "bag", max_frames=2).frames) == 2
+
+
+HUMBLE_QOS = ("- history: 3\n  depth: 0\n  reliability: 1\n  durability: 2\n  deadline:\n    sec: 9223372036\n"
+              "    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n"
+              "  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n"
+              "  avoid_ros_namespace_conventions: false")
+
+
+def write_humble_recorded_bag(path: Path, num_frames: int) -> list[np.ndarray]:
+    """A bag as Humble's `ros2 bag record -s sqlite3` leaves it: its sqlite3 schema (topics with
+    offered_qos_profiles, messages; no message definitions, which Iron added) and version-5 metadata."""
+    types = kitti_to_bag.TYPESTORE  # Humble's message definitions
+    path.mkdir()
+    db = sqlite3.connect(path / "recording_0.db3")
+    db.executescript("""
+        CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,
+                            serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL);
+        CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL,
+                              data BLOB NOT NULL);
+        CREATE INDEX timestamp_idx ON messages (timestamp ASC);""")
+    topics = [(1, f"{LEFT}/image_raw", "sensor_msgs/msg/Image"), (2, f"{LEFT}/camera_info", "sensor_msgs/msg/CameraInfo")]
+    db.executemany("INSERT INTO topics VALUES (?, ?, ?, 'cdr', ?)", [(*t, HUMBLE_QOS) for t in topics])
+    k = kitti_like_intrinsics(HEIGHT, WIDTH)
+    images = []
+    for i in range(num_frames):
+        stamp = 1_675_282_923_000_000_000 + i * FRAME_PERIOD_NS
+        rgb = render_frame(seed=200 + i, height=HEIGHT, width=WIDTH).rgb
+        images.append(rgb)
+        image = kitti_to_bag.image_message(rgb, "rgb8", stamp, "camera")
+        info = kitti_to_bag.camera_info_message(np.c_[k, np.zeros(3)], np.eye(3), WIDTH, HEIGHT, stamp, "camera")
+        db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (1, ?, ?)",
+                   (stamp, types.serialize_cdr(image, "sensor_msgs/msg/Image")))
+        db.execute("INSERT INTO messages (topic_id, timestamp, data) VALUES (2, ?, ?)",
+                   (stamp, types.serialize_cdr(info, "sensor_msgs/msg/CameraInfo")))
+    db.commit()
+    db.close()
+    start, duration = 1_675_282_923_000_000_000, (num_frames - 1) * FRAME_PERIOD_NS
+    metadata = {"rosbag2_bagfile_information": {
+        "version": 5, "storage_identifier": "sqlite3", "duration": {"nanoseconds": duration},
+        "starting_time": {"nanoseconds_since_epoch": start}, "message_count": 2 * num_frames,
+        "topics_with_message_count": [
+            {"topic_metadata": {"name": name, "type": msgtype, "serialization_format": "cdr",
+                                "offered_qos_profiles": HUMBLE_QOS}, "message_count": num_frames}
+            for _, name, msgtype in topics],
+        "compression_format": "", "compression_mode": "", "relative_file_paths": ["recording_0.db3"],
+        "files": [{"path": "recording_0.db3", "starting_time": {"nanoseconds_since_epoch": start},
+                   "duration": {"nanoseconds": duration}, "message_count": 2 * num_frames}]}}
+    (path / "metadata.yaml").write_text(yaml.safe_dump(metadata, sort_keys=False))
+    return images
+
+
+def test_humble_recorded_bag_loads(tmp_path: Path):
+    images = write_humble_recorded_bag(tmp_path / "humble_bag", num_frames=2)
+    contents = load_bag(tmp_path / "humble_bag")
+    assert len(contents.frames) == 2 and contents.gt_topic is None
+    for frame, rgb in zip(contents.frames, images):
+        np.testing.assert_array_equal(frame.pixels, rgb)
+        assert (frame.camera_info.width, frame.camera_info.height) == (WIDTH, HEIGHT)
 
 
 def test_ros1_kitti2bag_bag_loads(tmp_path: Path):
@@ -97,7 +157,7 @@ def test_compressed_images_are_decoded(tmp_path: Path):
     assert ok
     msg = types.types["sensor_msgs/msg/CompressedImage"](
         header=kitti_to_bag.header(42, "cam"), format="rgb8; png compressed bgr8", data=png.reshape(-1))
-    with Writer(tmp_path / "bag", version=kitti_to_bag.BAG_VERSION) as writer:
+    with Writer(tmp_path / "bag", version=Writer.VERSION_LATEST) as writer:
         connection = writer.add_connection("/cam/image_raw/compressed", msg.__msgtype__, typestore=types)
         writer.write(connection, 42, types.serialize_cdr(msg, msg.__msgtype__))
     frame, = load_bag(tmp_path / "bag", image_topic="/cam/image_raw/compressed", info_topic="").frames

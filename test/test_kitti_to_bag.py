@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import calendar
 import shutil
+import sqlite3
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 
 from urcdc_model.data import calib as kitti_calib
 from urcdc_model.data.synthetic import write_kitti_drive
 from urcdc_ros import kitti_to_bag
+from urcdc_ros.bag_metadata import main as metadata_cli
 from urcdc_ros.kitti_to_bag import DriveError, convert_drive
 
 DATE = "2011_09_26"
@@ -194,3 +197,124 @@ def test_missing_files_give_clear_errors(drive: Path, tmp_path: Path):
         convert_drive(drive, tmp_path, progress=False)
     with pytest.raises(DriveError, match="no such drive folder"):
         convert_drive(tmp_path / "nowhere", tmp_path / "x", progress=False)
+
+
+# metadata.yaml as Humble's `ros2 bag record` (rosbag2 0.15) writes it: the head is quoted from
+# ros2/rosbag2#1237 (a clean Humble install), the rest follows the field order of Humble's encoder
+# (compression_format, compression_mode, relative_file_paths, files). Humble parses exactly these.
+HUMBLE_RECORDED_METADATA = r"""
+rosbag2_bagfile_information:
+  version: 5
+  storage_identifier: sqlite3
+  duration:
+    nanoseconds: 6666808227
+  starting_time:
+    nanoseconds_since_epoch: 1675282923350705648
+  message_count: 22
+  topics_with_message_count:
+    - topic_metadata:
+        name: /tf_static
+        type: tf2_msgs/msg/TFMessage
+        serialization_format: cdr
+        offered_qos_profiles: "- history: 3\n  depth: 0\n  reliability: 1\n  durability: 1\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false"
+      message_count: 1
+  compression_format: ""
+  compression_mode: ""
+  relative_file_paths:
+    - testbag_0.db3
+  files:
+    - path: testbag_0.db3
+      starting_time:
+        nanoseconds_since_epoch: 1675282923350705648
+      duration:
+        nanoseconds: 6666808227
+      message_count: 22
+"""
+# What Humble's sqlite3 plugin (rosbag2_storage_default_plugins 0.15, sqlite_storage.cpp) queries.
+HUMBLE_SQLITE_QUERIES = {
+    "topics": "SELECT name, type, serialization_format FROM topics ORDER BY id;",
+    "messages": "SELECT data, timestamp, topics.name, messages.id FROM messages JOIN topics ON "
+                "messages.topic_id = topics.id WHERE (((timestamp = 0) AND (messages.id >= 0)) OR (timestamp > 0)) "
+                "ORDER BY messages.timestamp, messages.id;",
+    "reindex": "SELECT name, type, serialization_format, COUNT(messages.id), MIN(messages.timestamp), "
+               "MAX(messages.timestamp), offered_qos_profiles FROM messages JOIN topics on "
+               "topics.id = messages.topic_id GROUP BY topics.name;",
+}
+
+
+def bag_metadata(bag: Path) -> dict:
+    return yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+
+
+def raw_messages(bag: Path) -> list[tuple[str, int, bytes]]:
+    with AnyReader([bag]) as reader:
+        return [(connection.topic, log_time, bytes(raw)) for connection, log_time, raw in reader.messages()]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_for_humble_has_humbles_metadata_and_the_same_payload(drive: Path, tmp_path: Path, storage: str):
+    humble_bag, jazzy_bag = tmp_path / "humble", tmp_path / "jazzy"
+    summary = convert_drive(drive, humble_bag, storage=storage, gt="annotated", velodyne=False, progress=False)
+    assert (summary.ros_distro, summary.metadata_version) == ("humble", 5)  # the default
+    convert_drive(drive, jazzy_bag, storage=storage, gt="annotated", velodyne=False, progress=False,
+                  ros_distro="jazzy")
+
+    humble = yaml.safe_load(HUMBLE_RECORDED_METADATA)["rosbag2_bagfile_information"]
+    meta = bag_metadata(humble_bag)
+    assert list(meta) == list(humble) and meta["version"] == 5
+    assert meta["storage_identifier"] == storage and (humble_bag / meta["relative_file_paths"][0]).is_file()
+    assert [list(f) for f in meta["files"]] == [list(humble["files"][0])]
+    assert meta["files"][0]["message_count"] == meta["message_count"] == sum(
+        t["message_count"] for t in meta["topics_with_message_count"])
+    humble_qos = yaml.safe_load(humble["topics_with_message_count"][0]["topic_metadata"]["offered_qos_profiles"])
+    for topic in meta["topics_with_message_count"]:
+        assert list(topic) == ["topic_metadata", "message_count"]
+        assert list(topic["topic_metadata"]) == list(humble["topics_with_message_count"][0]["topic_metadata"])
+        qos_text = topic["topic_metadata"]["offered_qos_profiles"]
+        assert isinstance(qos_text, str)  # Humble's parser wants a string here (a list is "bad conversion")
+        profiles = yaml.safe_load(qos_text)
+        assert profiles, "an empty offer list is not something Humble's recorder writes"
+        for profile in profiles:
+            assert list(profile) == list(humble_qos[0])
+            assert all(isinstance(profile[k], int) for k in ("history", "depth", "reliability", "durability",
+                                                             "liveliness"))
+            assert set(profile["deadline"]) == {"sec", "nsec"}
+    offers = {t["topic_metadata"]["name"]: yaml.safe_load(t["topic_metadata"]["offered_qos_profiles"])[0]
+              for t in meta["topics_with_message_count"]}
+    assert offers.pop("/tf_static")["durability"] == 1  # transient local: played back latched
+    assert {(o["reliability"], o["durability"]) for o in offers.values()} == {(1, 2)}  # reliable, volatile
+
+    # Jazzy/Kilted's own format for --ros-distro jazzy, and byte-identical messages either way.
+    jazzy = bag_metadata(jazzy_bag)
+    assert jazzy["version"] == 9 and all("type_description_hash" in t["topic_metadata"]
+                                         for t in jazzy["topics_with_message_count"])
+    assert raw_messages(humble_bag) == raw_messages(jazzy_bag)
+
+    if storage == "sqlite3":
+        db = sqlite3.connect(humble_bag / meta["relative_file_paths"][0])
+        try:
+            rows = {name: db.execute(query).fetchall() for name, query in HUMBLE_SQLITE_QUERIES.items()}
+            stored_version, = db.execute("SELECT metadata_version FROM metadata").fetchone()
+        finally:
+            db.close()
+        assert [row[0] for row in rows["topics"]] == [t["topic_metadata"]["name"]
+                                                      for t in meta["topics_with_message_count"]]
+        assert len(rows["messages"]) == meta["message_count"]
+        assert sum(row[3] for row in rows["reindex"]) == meta["message_count"]
+        assert stored_version == 5
+
+
+def test_existing_jazzy_bag_rewritten_for_humble(drive: Path, tmp_path: Path, capsys):
+    humble_bag, jazzy_bag = tmp_path / "humble", tmp_path / "jazzy"
+    convert_drive(drive, humble_bag, gt="none", velodyne=False, progress=False, max_frames=1)
+    convert_drive(drive, jazzy_bag, gt="none", velodyne=False, progress=False, max_frames=1, ros_distro="kilted")
+    assert bag_metadata(jazzy_bag)["version"] == 9
+    assert metadata_cli(["--ros-distro", "humble", str(jazzy_bag)]) == 0
+    converted, reference = bag_metadata(jazzy_bag), bag_metadata(humble_bag)
+    assert converted["version"] == 5
+    # the version-9 QoS list becomes the string with integer enums that Humble's rosbag2 writes
+    assert [t["topic_metadata"] for t in converted["topics_with_message_count"]] == \
+        [t["topic_metadata"] for t in reference["topics_with_message_count"]]
+    assert raw_messages(jazzy_bag) == raw_messages(humble_bag)
+    assert "metadata version 5" in capsys.readouterr().out
+    assert metadata_cli(["--ros-distro", "humble", str(tmp_path / "nowhere")]) == 1

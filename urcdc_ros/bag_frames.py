@@ -1,7 +1,7 @@
 """Preload camera frames, their camera_info and ground-truth depth from a bag (no ROS graph needed).
 
 Reads rosbag2 folders (mcap or sqlite3, e.g. from ``urcdc-kitti2bag`` or
-``ros2 bag record``), lone ``.mcap`` files (kitti2mcap) and ROS 1 ``.bag`` files (kitti2bag) through
+``ros2 bag record`` on Humble, Jazzy or Kilted: metadata versions up to 9), lone ``.mcap`` files (kitti2mcap) and ROS 1 ``.bag`` files (kitti2bag) through
 ``rosbags.highlevel.AnyReader``.
 Images may be raw (any encoding ``image_codec`` knows) or CompressedImage (jpeg/png, decoded to
 rgb8). Ground truth may be 32FC1 metres (NaN or 0 = none) or 16UC1 millimetres (REP 118).
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
 
 from urcdc_ros.image_codec import ImageDecodeError, compressed_to_rgb, image_to_array, image_to_rgb
 
@@ -24,6 +25,8 @@ DEFAULT_GT_TOPIC = "/kitti/camera_color_left/depth_gt"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 # GT and images from one recording share stamps; this allows for drivers that round them differently.
 GT_MATCH_TOLERANCE_NS = 1_000_000
+# Humble's sqlite3 bags carry no message definitions (Iron added them): read those with Humble's.
+HUMBLE_TYPES = get_typestore(Stores.ROS2_HUMBLE)
 
 
 class BagTopicError(ValueError):
@@ -192,7 +195,7 @@ def load_bag(path: str | Path, image_topic: str = DEFAULT_IMAGE_TOPIC, info_topi
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such bag (a rosbag2 folder or a ROS 1 .bag file)")
     try:
-        reader = AnyReader([path])
+        reader = AnyReader([path], default_typestore=HUMBLE_TYPES)
         reader.open()
     except Exception as err:  # rosbags raises several reader-specific types for unreadable bags
         raise ValueError(f"{path}: not a readable rosbag2 folder or ROS 1 bag ({err})") from err

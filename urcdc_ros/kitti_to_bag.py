@@ -20,6 +20,10 @@ D is zero because ``_sync`` images are already rectified; R and P are what kitti
 frames are matched to timestamp lines by their file number (``0000000050.png`` ↔ line 50), so a
 drive holding only some frames still gets their true times. Frame ids are the REP 103 optical frames
 (``camera_color_left_optical_frame``, …) and ``velo_link``.
+
+``--ros-distro`` (default humble) picks the rosbag2 metadata: Humble's version 5, which Humble,
+Jazzy and Kilted all read, or version 9 as Jazzy and Kilted write it themselves (``bag_metadata``).
+The payload is the same either way.
 """
 from __future__ import annotations
 
@@ -38,11 +42,12 @@ from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from urcdc_model.data import calib as kitti_calib
+from urcdc_ros.bag_metadata import ROS_DISTROS, BagMetadataError, rosbags_writer_version, write_for_distro
 
 # Humble's definitions: the oldest distro we support, identical for these types in Jazzy and Kilted.
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
-# rosbag2 metadata version 8 (Jazzy); Humble needs `ros2 bag reindex` after removing metadata.yaml.
-BAG_VERSION = 8
+# Version-5 metadata (Humble's): every supported distro reads it (urcdc_ros.bag_metadata).
+DEFAULT_ROS_DISTRO = "humble"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 GT_SOURCES = ("auto", "annotated", "velodyne", "none")
 ANNOTATED_DEPTH_SCALE = 256.0  # KITTI depth benchmark: uint16 PNG, metres = value / 256, 0 = none
@@ -55,6 +60,13 @@ TF_STATIC_QOS = Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliab
                     durability=QosDurability.TRANSIENT_LOCAL, deadline=_FOREVER, lifespan=_FOREVER,
                     liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_FOREVER,
                     avoid_ros_namespace_conventions=False)
+# What `ros2 bag record` stores for a default (reliable, volatile) publisher, e.g. a camera driver: the
+# writer's history is not visible to a recorder, hence UNKNOWN. Played back reliable and volatile;
+# an empty offer list is what rosbags writes otherwise, which older players may not parse.
+SENSOR_QOS = Qos(history=QosHistory.UNKNOWN, depth=0, reliability=QosReliability.RELIABLE,
+                 durability=QosDurability.VOLATILE, deadline=_FOREVER, lifespan=_FOREVER,
+                 liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_FOREVER,
+                 avoid_ros_namespace_conventions=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ class BagSummary:
     counts: dict[str, int] = field(default_factory=dict)
     frame_stamps_ns: list[int] = field(default_factory=list)
     gt_source: str = "none"
+    ros_distro: str = DEFAULT_ROS_DISTRO
+    metadata_version: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,13 +334,15 @@ def _select(frames: list[Path], max_frames: int | None) -> list[Path]:
 
 def convert_drive(drive_dir: str | Path, output: str | Path, storage: str = "mcap", gt: str = "auto",
                   cameras: Iterable[int] = (2,), velodyne: bool = True, max_frames: int | None = None,
-                  gt_dir: str | Path | None = None, progress: bool = True) -> BagSummary:
+                  gt_dir: str | Path | None = None, progress: bool = True,
+                  ros_distro: str = DEFAULT_ROS_DISTRO) -> BagSummary:
     """Write ``drive_dir`` (``<date>/<date>_drive_XXXX_sync``) as a rosbag2 folder at ``output``.
 
     storage: ``mcap`` or ``sqlite3``. gt: ``auto`` | ``annotated`` | ``velodyne`` | ``none``.
     cameras: KITTI camera numbers (2 = left colour). velodyne: write ``/kitti/velo/pointcloud``
     when the drive has LiDAR scans. max_frames: only the first N frames of each sensor.
     gt_dir: annotated PNG folder when it is not ``<drive>/proj_depth/groundtruth/image_02``.
+    ros_distro: humble (metadata version 5, read by every distro) | jazzy | kilted (version 9).
     """
     drive_dir, output = Path(drive_dir), Path(output)
     if not drive_dir.is_dir():
@@ -335,6 +351,8 @@ def convert_drive(drive_dir: str | Path, output: str | Path, storage: str = "mca
         raise DriveError(f"storage '{storage}': choose one of {', '.join(STORAGES)}")
     if gt not in GT_SOURCES:
         raise DriveError(f"gt '{gt}': choose one of {', '.join(GT_SOURCES)}")
+    if ros_distro not in ROS_DISTROS:
+        raise DriveError(f"ros_distro '{ros_distro}': choose one of {', '.join(ROS_DISTROS)}")
     if output.exists():
         raise DriveError(f"{output}: already exists; rosbag2 writes a new folder, remove it or pick another name")
     cameras = tuple(cameras)
@@ -365,14 +383,14 @@ def convert_drive(drive_dir: str | Path, output: str | Path, storage: str = "mca
     if gt_source != "none" and GT_CAMERA.index not in cameras:
         raise DriveError(f"ground truth is for camera {GT_CAMERA.index}; add it to --cameras or use --gt none")
 
-    summary = BagSummary(path=output, storage=storage, gt_source=gt_source)
+    summary = BagSummary(path=output, storage=storage, gt_source=gt_source, ros_distro=ros_distro)
     summary.frame_stamps_ns = [stamp for _, stamp in camera_frames.get(GT_CAMERA.index, [])]
     total = sum(len(f) for f in camera_frames.values()) + (len(velo_frames) if write_velodyne else 0)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with Writer(output, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer, \
+    with Writer(output, version=rosbags_writer_version(ros_distro), storage_plugin=STORAGES[storage]) as writer, \
             tqdm(total=total, desc=f"kitti_to_bag {drive_dir.name}", unit="frame", disable=not progress) as bar:
 
-        def add(topic: str, msgtype: str, qos: Sequence[Qos] = ()):
+        def add(topic: str, msgtype: str, qos: Sequence[Qos] = (SENSOR_QOS,)):
             return writer.add_connection(topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=qos)
 
         def write(connection, msg, stamp_ns: int) -> None:
@@ -411,6 +429,10 @@ def convert_drive(drive_dir: str | Path, output: str | Path, storage: str = "mca
             for path, stamp_ns in velo_frames:
                 write(velo_conn, pointcloud_message(read_velodyne(path), stamp_ns, VELO_FRAME), stamp_ns)
                 bar.update()
+    try:
+        summary.metadata_version = int(write_for_distro(output, ros_distro)["version"])
+    except BagMetadataError as error:  # rosbags wrote something unexpected: say so, naming the file
+        raise DriveError(str(error)) from error
     return summary
 
 
@@ -457,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-velodyne", dest="velodyne", action="store_false",
                         help="leave /kitti/velo/pointcloud out (it is written when the drive has velodyne_points)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sensor")
+    parser.add_argument("--ros-distro", choices=ROS_DISTROS, default=DEFAULT_ROS_DISTRO,
+                        help="rosbag2 metadata for this distro: humble = version 5, read by Humble, Jazzy and "
+                             "Kilted (default); jazzy, kilted = version 9, as they write it themselves")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -469,11 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = convert_drive(args.drive, args.output, storage=args.storage, gt=args.gt, cameras=args.cameras,
                                 velodyne=args.velodyne, max_frames=args.max_frames, gt_dir=args.gt_dir,
-                                progress=not args.quiet)
+                                progress=not args.quiet, ros_distro=args.ros_distro)
     except DriveError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {summary.path} ({summary.storage}, ground truth: {summary.gt_source})")
+    print(f"wrote {summary.path} ({summary.storage}, metadata version {summary.metadata_version} for "
+          f"{summary.ros_distro}, ground truth: {summary.gt_source})")
     for topic, count in sorted(summary.counts.items()):
         print(f"  {topic:45s} {count:6d} messages")
     return 0
