@@ -57,6 +57,10 @@ setup(
             "onnxscript>=0.1",
             # test/test_packaging.py builds the package with colcon as a ROS 2 workspace would
             "colcon-common-extensions",
+            # test/test_ros_compat.py: no syntax or standard library newer than Humble's Python 3.10
+            "vermin>=1.6",
+            # profiling the node process (docs/BENCHMARKS.md, node overhead)
+            "py-spy>=0.3",
         ],
     },
     zip_safe=True,

@@ -3,8 +3,9 @@
 A test node publishes the real KITTI frames (1242x375) with camera_info from their intrinsics and
 checks what comes back. The model is a randomly initialised ``nano`` network saved to a tmp dir, so
 the numbers are not meaningful depth, but shapes, stamps, frames, encodings and geometry are.
-Two node processes: A (raw input, SensorData QoS, x,y,z cloud) and B (compressed input, reliable
-QoS, x,y,z,rgb cloud with stride 2, uncertainty filter).
+Two node processes: A (raw input, SensorData QoS, x,y,z cloud, the default executor: the
+EventsExecutor where rclpy has it) and B (compressed input, reliable QoS, x,y,z,rgb cloud with
+stride 2, uncertainty filter, the SingleThreadedExecutor that Humble uses).
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def node_processes(nano_checkpoint, tmp_path_factory):
     commands = {
         "A": _node_command("/a", nano_checkpoint),
         "B": _node_command("/b", nano_checkpoint, "input_transport:=compressed", "input_qos:=reliable",
-                           "cloud_rgb:=true", "cloud_stride:=2", "max_relative_uncertainty:=0.2"),
+                           "cloud_rgb:=true", "cloud_stride:=2", "max_relative_uncertainty:=0.2",
+                           "executor:=single_threaded"),
     }
     processes = {}
     for name, command in commands.items():
@@ -158,6 +160,12 @@ def camera_info_msg(meta: dict, width: int = 1242, height: int = 375, fx: float 
     msg.k = [fx, 0.0, meta["cx"], 0.0, meta["fy"], meta["cy"], 0.0, 0.0, 1.0]
     msg.p = [fx, 0.0, meta["cx"], 0.0, 0.0, meta["fy"], meta["cy"], 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
+
+
+def scaled_meta(meta: dict, scale: float) -> dict:
+    """Intrinsics of the same camera after resizing its images by ``scale`` (pixel centres kept)."""
+    return {**meta, "fx": meta["fx"] * scale, "fy": meta["fy"] * scale,
+            "cx": (meta["cx"] + 0.5) * scale - 0.5, "cy": (meta["cy"] + 0.5) * scale - 0.5}
 
 
 def check_depth_image(msg: Image, stamp, width: int = 1242, height: int = 375) -> np.ndarray:
@@ -279,6 +287,7 @@ def test_bad_inputs_are_dropped_and_the_node_answers_the_next_frame(probe_a, kit
     process, log = node_processes["A"]
     assert process.poll() is None
     assert "frame dropped" in log.read_text() and "camera_info" in log.read_text()
+    assert "fallback field of view" in log.read_text()  # depth went on without the camera's K, and said so
 
 
 def _set_parameter(probe: Probe, node_name: str, name: str, value) -> tuple[bool, str]:
@@ -312,13 +321,36 @@ def test_dynamic_parameters_validated_and_applied(probe_a, kitti):
     assert _set_parameter(probe_a, "/a/depth_node", "cloud_stride", 1) == (True, "")
 
 
+def test_camera_info_resolution_change_mid_stream(probe_a, kitti, node_processes):
+    """The camera switches to half resolution and back: depth, cloud and camera_info follow at once."""
+    frames, meta = kitti
+    for scale in (0.5, 1.0):
+        width, height = round(1242 * scale), round(375 * scale)
+        camera = scaled_meta(meta, scale) if scale != 1.0 else meta
+        rgb = np.ascontiguousarray(cv2.resize(frames[1], (width, height), interpolation=cv2.INTER_AREA))
+        probe_a.info_pub.publish(camera_info_msg(camera, width=width, height=height))
+        probe_a.spin_until(lambda: False, 0.3)  # camera_info first, as a driver sends it
+        stamp = probe_a.next_stamp()
+        probe_a.image_pub.publish(rgb8_msg(rgb, stamp))
+        depth = check_depth_image(probe_a.wait_output(stamp, "depth"), stamp, width=width, height=height)
+        out_info = probe_a.wait_output(stamp, "depth/camera_info")
+        assert (out_info.width, out_info.height) == (width, height)
+        np.testing.assert_allclose(out_info.p[0], camera["fx"])
+        check_cloud_against_depth(probe_a.wait_output(stamp, "points"), depth, camera)
+        colored = probe_a.wait_output(stamp, "depth/colored")
+        assert (colored.width, colored.height) == (width, height)
+    process, _ = node_processes["A"]
+    assert process.poll() is None
+
+
 def test_diagnostics_report_rates_latency_and_drops(probe_a):
     assert probe_a.spin_until(lambda: any("/a/depth_node" in s.name for d in probe_a.diagnostics
                                           for s in d.status), 5.0)
     status = [s for d in probe_a.diagnostics for s in d.status if "/a/depth_node" in s.name][-1]
     values = {kv.key: kv.value for kv in status.values}
     assert {"input_rate_hz", "output_rate_hz", "latency_ms_mean", "dropped_stale_frames",
-            "rejected_frames"} <= set(values)
+            "rejected_frames", "intrinsics"} <= set(values)
+    assert values["intrinsics"] in ("camera_info", "fallback")
     assert int(values["frames_out"]) >= 5 and int(values["rejected_frames"]) >= 6
 
 
@@ -442,19 +474,19 @@ def test_mark_invalid_depth_follows_rep_117():
     np.testing.assert_array_equal(clean, [[1.0, 2.0]])
 
 
-def test_flip_tta_averages_with_the_mirrored_prediction():
+def test_the_node_passes_its_camera_and_flip_tta_to_the_runtime():
+    """infer_depth is the node's one inference call (the bag baseline times it): K and flip_tta go through."""
     from urcdc_ros.depth_node import infer_depth
 
-    class ColumnRuntime:  # depth = 1 + column index of the image it was given, uncertainty = 2 x that
-        def infer(self, rgb):
-            depth = np.tile(1.0 + rgb[0, :, 0].astype(np.float32), (rgb.shape[0], 1))
-            return depth, 2.0 * depth
+    class RecordingRuntime:
+        def __init__(self):
+            self.calls = []
 
-    rgb = np.zeros((2, 4, 3), np.uint8)
-    rgb[..., 0] = np.arange(4)
-    depth, uncertainty = infer_depth(ColumnRuntime(), rgb, flip_tta=False)
-    np.testing.assert_array_equal(depth[0], [1, 2, 3, 4])
-    # The mirrored image's prediction is mirrored back before averaging, so a consistent model is unchanged.
-    depth, uncertainty = infer_depth(ColumnRuntime(), rgb, flip_tta=True)
-    np.testing.assert_array_equal(depth[0], [1, 2, 3, 4])
-    np.testing.assert_array_equal(uncertainty[0], [2, 4, 6, 8])
+        def infer(self, rgb, intrinsics=None, flip_tta=False):
+            self.calls.append((rgb.shape, None if intrinsics is None else intrinsics.tolist(), flip_tta))
+            return np.ones(rgb.shape[:2], np.float32), np.zeros(rgb.shape[:2], np.float32)
+
+    runtime, rgb, k = RecordingRuntime(), np.zeros((2, 4, 3), np.uint8), np.eye(3) * 5.0
+    infer_depth(runtime, rgb, k, flip_tta=True)
+    infer_depth(runtime, rgb, None, flip_tta=False)
+    assert runtime.calls == [((2, 4, 3), k.tolist(), True), ((2, 4, 3), None, False)]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from urcdc_ros.allocator import keep_large_buffers
 from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT_INFO_TOPIC, BagContents,
                                   BagFrame, BagTopicError, load_bag)
 from urcdc_ros.bag_node import NodeProcess, apply_fastdds_profile, model_only_latency, node_parameters
@@ -175,7 +176,8 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
            node_process: NodeProcess | None = None) -> ReplayTiming:
     """Publish every frame of ``contents`` to the node and wait for its outputs."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+
+    from urcdc_ros.ros_compat import make_executor, spin
 
     frames = contents.frames
     stamps = [f.stamp_ns for f in frames]
@@ -185,10 +187,11 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
     apply_fastdds_profile()
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
+    executor = make_executor("auto", context=context)
     replay_node = _ReplayNode(context, options, scorer, set(stamps))
     executor.add_node(replay_node.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop_spinning = threading.Event()
+    spinner = threading.Thread(target=spin, args=(executor, context, stop_spinning.is_set), daemon=True)
     spinner.start()
     scoring = threading.Thread(target=replay_node.score_outputs, daemon=True)
     scoring.start()
@@ -208,10 +211,11 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
             timing.extra_received_s = {name: dict(replay_node.arrivals.extra_s.get(name, {}))
                                        for name in options.extra_outputs}
     finally:
+        stop_spinning.set()
+        spinner.join(timeout=5.0)
         executor.shutdown(timeout_sec=2.0)
         replay_node.node.destroy_node()
         context.try_shutdown()
-        spinner.join(timeout=5.0)
         replay_node.score_queue.put(None)
         scoring.join()
     return timing
@@ -331,6 +335,7 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
     Returns the report dictionary (also written to ``report_dir/report.json``).
     """
     options = options or ReplayOptions()
+    keep_large_buffers()  # receiving multi-MB outputs, as the node sends them (see urcdc_ros.allocator)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     contents = load_bag(bag, image_topic=image_topic, info_topic=info_topic, gt_topic=gt_topic,

@@ -75,24 +75,38 @@ def node_parameters(params_file: Path | None = None, node_params: Sequence[str] 
 def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> dict:
     """Median/p90 ms of the node's own inference call (``infer_depth``) on the bag's frames, in process.
 
-    ``runs`` calls, cycling through the first frames of the bag, after the runtime's own warm-up.
+    ``runs`` calls, cycling through the first frames of the bag, each with the K the node would take
+    from the frame's camera_info (or the fallback without one), after one untimed call per frame
+    size and camera (a new camera plans its input, and may export a network of that size, once).
+    With the process configured as the node's (``allocator.keep_large_buffers``).
 
     Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
     """
     from urcdc_model.deploy.runtime import DepthRuntime
+    from urcdc_ros.allocator import keep_large_buffers
+    from urcdc_ros.camera import frame_camera
     from urcdc_ros.depth_node import infer_depth
 
+    keep_large_buffers()
     runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
                                      precision=params.precision, input_size=params.input_size,
                                      num_threads=params.num_threads or None)
     images = [frame.rgb() for frame in frames[:runs]]
+    cameras = [frame_camera(frame.camera_info, frame.width, frame.height, "camera_info",
+                            check_k=lambda k, frame_hw: runtime.plan(frame_hw, k)).k for frame in frames[:runs]]
     times_ms: list[float] = []
 
     def timed_runs() -> None:
+        seen = set()
+        for rgb, k in zip(images, cameras):
+            key = (rgb.shape, None if k is None else k.tobytes())
+            if key not in seen:
+                seen.add(key)
+                infer_depth(runtime, rgb, k, params.flip_tta)
         for run in range(runs):
-            rgb = images[run % len(images)]
+            rgb, k = images[run % len(images)], cameras[run % len(images)]
             start = time.perf_counter()
-            infer_depth(runtime, rgb, params.flip_tta)
+            infer_depth(runtime, rgb, k, params.flip_tta)
             times_ms.append((time.perf_counter() - start) * 1e3)
 
     # On a worker thread, as the node's depth_worker: on the main thread torch's pre-processing contends

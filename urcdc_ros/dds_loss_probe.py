@@ -37,6 +37,8 @@ def run_subscriber(reliability: str, count: int, timeout_s: float) -> None:
     import rclpy
     from sensor_msgs.msg import Image
 
+    from urcdc_ros.ros_compat import message_factory
+
     rclpy.init()
     node = rclpy.create_node("loss_probe_sub")
     received, first_bytes = [], []
@@ -63,6 +65,8 @@ def run_publisher(encoding: str, reliability: str, count: int, rate_hz: float) -
     import rclpy
     from sensor_msgs.msg import Image
 
+    from urcdc_ros.ros_compat import message_factory
+
     rclpy.init()
     node = rclpy.create_node("loss_probe_pub")
     publisher = node.create_publisher(Image, TOPIC, _qos(reliability))
@@ -73,8 +77,8 @@ def run_publisher(encoding: str, reliability: str, count: int, rate_hz: float) -
         rclpy.spin_once(node, timeout_sec=0.05)
     time.sleep(0.5)  # let the reader's side of discovery finish too
     for index in range(count):
-        msg = Image(height=HEIGHT, width=WIDTH, encoding=encoding, step=WIDTH * bytes_per_pixel,
-                    check_fields=True)
+        msg = message_factory(Image)()
+        msg.height, msg.width, msg.encoding, msg.step = HEIGHT, WIDTH, encoding, WIDTH * bytes_per_pixel
         msg.header.frame_id = str(index)
         msg.data = payload
         publisher.publish(msg)

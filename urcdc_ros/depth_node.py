@@ -6,8 +6,11 @@
 Subscribes ``image`` (or ``image/compressed``) and ``camera_info``; publishes ``depth`` (32FC1 m,
 REP 118), ``depth/camera_info``, ``depth/uncertainty`` (32FC1 m), ``points`` (organized
 PointCloud2, depth_image_proc layout) and ``depth/colored`` (bgr8), each with the input's stamp and
-frame, plus a status on ``/diagnostics``. Callbacks only hand the newest frame to one worker thread,
-so a model slower than the camera drops stale frames (counted) instead of queueing them.
+frame, plus a status on ``/diagnostics``. The model gets the latest camera_info's K, so depth is
+metric for that camera (without a usable camera_info: the model's fallback field of view, no cloud).
+Callbacks only hand the newest frame to one worker thread, so a model slower than the camera drops
+stale frames (counted) instead of queueing them. Runs on Humble, Jazzy and Kilted: what differs is
+decided by capability checks in ``ros_compat`` (message constructors, the EventsExecutor).
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from urcdc_ros.allocator import keep_large_buffers
+from urcdc_ros.camera import CameraSelector, FrameCamera
 from urcdc_ros.diagnostics import PipelineStats, status_level, status_values
 from urcdc_ros.image_codec import (
     ImageDecodeError,
@@ -36,7 +41,8 @@ from urcdc_ros.image_codec import (
     make_image_buffer,
 )
 from urcdc_ros.params import DepthNodeParams, ParameterError, declare_parameters
-from urcdc_ros.pointcloud import CameraInfoError, CloudBuilder, fill_cloud_msg, intrinsics_from_camera_info
+from urcdc_ros.pointcloud import CloudBuilder, fill_cloud_msg
+from urcdc_ros.ros_compat import make_executor, message_factory, spin
 
 WARN_EVERY_S = 5.0  # throttle for per-frame warnings
 RELIABLE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -59,14 +65,14 @@ def load_runtime(params: DepthNodeParams) -> Any:
                            f"{type(error).__name__}: {error}") from error
 
 
-def infer_depth(runtime: Any, rgb: np.ndarray, flip_tta: bool) -> tuple[np.ndarray, np.ndarray]:
-    """depth_m, uncertainty_m at the image's size; with flip_tta, averaged with the mirrored prediction."""
-    depth_m, uncertainty_m = runtime.infer(rgb)
-    if flip_tta:
-        depth_flip, uncertainty_flip = runtime.infer(rgb[:, ::-1])
-        depth_m = 0.5 * (depth_m + depth_flip[:, ::-1])
-        uncertainty_m = 0.5 * (uncertainty_m + uncertainty_flip[:, ::-1])
-    return depth_m, uncertainty_m
+def infer_depth(runtime: Any, rgb: np.ndarray, intrinsics: np.ndarray | None, flip_tta: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The node's inference call: depth_m, uncertainty_m at the image's size (bag tools time it alone).
+
+    intrinsics: the frame's 3×3 K, or None for the model's fallback field of view. flip_tta: the
+    runtime also runs the mirrored input and blends both.
+    """
+    return runtime.infer(rgb, intrinsics=intrinsics, flip_tta=flip_tta)
 
 
 def mark_invalid_depth(depth_m: np.ndarray, max_depth_m: float, scratch: np.ndarray | None = None
@@ -120,7 +126,12 @@ class DepthNode(Node):
         self._pending_lock = threading.Lock()
         self._frame_ready = threading.Event()
         self._camera_info: CameraInfo | None = None
-        self._camera_info_problem: str | None = None
+        self._cameras = CameraSelector(self.resolve_topic_name("camera_info"), check_k=self._check_k)
+        self._camera_problem: str | None = None
+        self._info_out: tuple[FrameCamera, CameraInfo] | None = None
+        self._new_image = message_factory(Image)
+        self._new_cloud = message_factory(PointCloud2)
+        self._new_point_field = message_factory(PointField)
         self._last_warning_s: dict[str, float] = {}
         self._buffers: dict[str, Any] = {}
         self._masks: dict[tuple[int, int], np.ndarray] = {}
@@ -189,11 +200,12 @@ class DepthNode(Node):
             self._stats.frame_rejected()
             self._warn("decode", f"frame dropped, bad image on {self._image_sub.topic_name}: {error}")
             return False
+        height, width = rgb.shape[:2]
+        camera = self._camera_for(width, height)
 
         inference_start_s = time.monotonic()
-        depth_out, uncertainty_out = infer_depth(self._runtime, rgb, params.flip_tta)
+        depth_out, uncertainty_out = infer_depth(self._runtime, rgb, camera.k, params.flip_tta)
         inference_ms = (time.monotonic() - inference_start_s) * 1e3
-        height, width = rgb.shape[:2]
         if depth_out.shape != (height, width) or uncertainty_out.shape != (height, width):
             raise RuntimeError(f"model returned {depth_out.shape}/{uncertainty_out.shape} for a {width}x{height} image")
         # Depth first: it is what most consumers wait for, so nothing else delays its publication.
@@ -205,7 +217,7 @@ class DepthNode(Node):
         unusable = mark_invalid_depth(depth_m.view, params.max_depth_m, scratch=mask)
         header = Header(stamp=msg.header.stamp, frame_id=params.frame_id or msg.header.frame_id)
         if want_depth:
-            self._depth_pub.publish(fill_image_msg(Image(check_fields=True), depth_m, "32FC1", header))
+            self._depth_pub.publish(fill_image_msg(self._new_image(), depth_m, "32FC1", header))
         filter_cloud = want_points and (params.max_uncertainty_m > 0 or params.max_relative_uncertainty > 0)
         uncertainty_m = self._buffer("uncertainty", height, width, "32FC1")
         if want_uncertainty or filter_cloud:
@@ -213,20 +225,19 @@ class DepthNode(Node):
             if unusable is not None:
                 uncertainty_m.view[unusable] = np.nan
         if want_uncertainty:
-            self._uncertainty_pub.publish(fill_image_msg(Image(check_fields=True), uncertainty_m, "32FC1", header))
-        intrinsics = self._intrinsics_for(width, height) if (want_info or want_points) else None
-        if intrinsics is not None and want_info:
-            self._info_pub.publish(self._output_camera_info(header))
-        if intrinsics is not None and want_points:
+            self._uncertainty_pub.publish(fill_image_msg(self._new_image(), uncertainty_m, "32FC1", header))
+        if camera.intrinsics is not None and want_info:
+            self._info_pub.publish(self._output_camera_info(camera, header))
+        if camera.intrinsics is not None and want_points:
             payload = self._cloud_builder.build(
-                depth_m.view, intrinsics, stride=params.cloud_stride, rgb=rgb if params.cloud_rgb else None,
+                depth_m.view, camera.intrinsics, stride=params.cloud_stride, rgb=rgb if params.cloud_rgb else None,
                 uncertainty_m=uncertainty_m.view if filter_cloud else None, max_uncertainty_m=params.max_uncertainty_m,
                 max_relative_uncertainty=params.max_relative_uncertainty)
-            self._points_pub.publish(fill_cloud_msg(PointCloud2(check_fields=True), payload, header))
+            self._points_pub.publish(fill_cloud_msg(self._new_cloud(), payload, header, self._new_point_field))
         if want_colored:
             colored = self._buffer("colored", height, width, "bgr8")
             colorize_depth(depth_m.view, params.max_depth_m or self._runtime.max_depth, out_bgr=colored.view)
-            self._colored_pub.publish(fill_image_msg(Image(check_fields=True), colored, "bgr8", header))
+            self._colored_pub.publish(fill_image_msg(self._new_image(), colored, "bgr8", header))
         self._stats.frame_published((time.monotonic() - received_s) * 1e3, inference_ms)
         return True
 
@@ -239,33 +250,34 @@ class DepthNode(Node):
             buffer = self._buffers[key] = make_image_buffer(height, width, encoding)
         return buffer
 
-    def _intrinsics_for(self, width: int, height: int) -> Any:
-        """Intrinsics of the latest camera_info if it fits this image, else None (with a warning)."""
-        info = self._camera_info
-        if info is None:
-            self._camera_info_problem = f"no camera_info on {self._camera_info_topic()}: publishing depth, no cloud"
-            self._warn("no_camera_info", self._camera_info_problem, once=True)
-            return None
-        try:
-            intrinsics = intrinsics_from_camera_info(info)
-            if (intrinsics.width, intrinsics.height) != (width, height):
-                raise CameraInfoError(f"camera_info is {intrinsics.width}x{intrinsics.height}, "
-                                      f"the image {width}x{height}")
-        except CameraInfoError as error:
-            self._camera_info_problem = f"unusable camera_info ({error}): no cloud or depth/camera_info"
-            self._warn("bad_camera_info", self._camera_info_problem)
-            return None
-        self._camera_info_problem = None
-        return intrinsics
+    def _camera_for(self, width: int, height: int) -> FrameCamera:
+        """The latest camera_info's intrinsics for this frame size, or the fallback (warned, in diagnostics)."""
+        camera = self._cameras.select(self._camera_info, width, height)
+        self._camera_problem = camera.problem
+        if camera.problem is not None:
+            # Missing camera_info is said once; a broken one every WARN_EVERY_S while it lasts.
+            self._warn("no_camera_info" if self._camera_info is None else "bad_camera_info", camera.problem,
+                       once=self._camera_info is None)
+        return camera
 
-    def _output_camera_info(self, header: Header) -> CameraInfo:
-        info = self._camera_info
-        return CameraInfo(header=header, height=info.height, width=info.width,
-                          distortion_model=info.distortion_model, d=info.d, k=info.k, r=info.r, p=info.p,
-                          binning_x=info.binning_x, binning_y=info.binning_y, roi=info.roi)
+    def _output_camera_info(self, camera: FrameCamera, header: Header) -> CameraInfo:
+        """The input camera_info restamped; built once per camera (the fields' setters are slow), reused."""
+        cached = self._info_out
+        if cached is None or cached[0] is not camera:
+            info = camera.camera_info
+            out = message_factory(CameraInfo)()
+            out.height, out.width, out.distortion_model = info.height, info.width, info.distortion_model
+            out.d, out.k, out.r, out.p = info.d, info.k, info.r, info.p
+            out.binning_x, out.binning_y, out.roi = info.binning_x, info.binning_y, info.roi
+            cached = self._info_out = (camera, out)
+        cached[1].header = header
+        return cached[1]
 
-    def _camera_info_topic(self) -> str:
-        return self.resolve_topic_name("camera_info")
+    def _check_k(self, k: np.ndarray, frame_hw: tuple[int, int]) -> None:
+        """The model's own check of K for a frame size (DepthRuntime.plan raises ValueError; plans are cached)."""
+        plan = getattr(self._runtime, "plan", None)
+        if plan is not None:
+            plan(frame_hw, k)
 
     def _warn(self, key: str, text: str, once: bool = False) -> None:
         """A warning at most every WARN_EVERY_S per kind (or once per run)."""
@@ -278,15 +290,20 @@ class DepthNode(Node):
 
     def _publish_diagnostics(self) -> None:
         snap = self._stats.snapshot()
-        level, message = status_level(snap, self._rejected_at_last_status, self._camera_info_problem)
+        level, message = status_level(snap, self._rejected_at_last_status, self._camera_problem)
         self._rejected_at_last_status = snap.rejected
         status = DiagnosticStatus(
             level=bytes([level]), name=f"{self.get_fully_qualified_name()}: depth pipeline", message=message,
             hardware_id=f"urcdc {self._runtime.backend}/{self._runtime.device}",
-            values=[KeyValue(key=k, value=v) for k, v in status_values(snap)])
+            values=[KeyValue(key=k, value=v) for k, v in status_values(snap)]
+            + [KeyValue(key="intrinsics", value="fallback" if self._camera_problem else "camera_info")])
         array_msg = DiagnosticArray(status=[status])
         array_msg.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(array_msg)
+
+    @property
+    def params(self) -> DepthNodeParams:
+        return self._params
 
     @property
     def stats(self) -> PipelineStats:
@@ -306,17 +323,23 @@ class DepthNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """rclpy.init, spin until Ctrl-C or shutdown, clean exit; 1 with a one-line reason when start-up fails."""
+    keep_large_buffers()
     rclpy.init(args=args)
-    node = None
+    node = executor = None
     try:
         node = DepthNode()
-        rclpy.spin(node)
+        executor = make_executor(node.params.executor)
+        executor.add_node(node)
+        node.get_logger().info(f"spinning with {type(executor).__name__}")
+        spin(executor)
     except StartupError as error:
         rclpy.logging.get_logger("depth_node").fatal(str(error))
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:
+            executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

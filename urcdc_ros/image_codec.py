@@ -133,8 +133,9 @@ def make_image_buffer(height: int, width: int, encoding: str) -> ImageBuffer:
 def fill_image_msg(msg: Any, buffer: ImageBuffer, encoding: str, header: Any) -> Any:
     """Point ``msg`` at ``buffer`` with the geometry of its view; returns ``msg``.
 
-    rclpy keeps an assigned array.array without copying only when the message was built with
-    ``check_fields=True``; otherwise the setter copies it once (still correct).
+    Humble's setters, and Jazzy/Kilted's on a message built with ``check_fields=True``
+    (``ros_compat.message_factory``), keep an assigned array.array without copying; otherwise the
+    setter copies it once (memcpy, still correct).
     """
     height, width = buffer.view.shape[:2]
     msg.header = header
@@ -150,13 +151,15 @@ def array_to_image_msg(pixels: np.ndarray, encoding: str, header: Any, msg_type:
     """Build a new Image from an array (one copy). For the node's steady state use the buffer helpers."""
     if msg_type is None:
         from sensor_msgs.msg import Image as msg_type  # noqa: N813 - a lazy import keeps this module ROS-free
+    from urcdc_ros.ros_compat import message_factory
+
     channels, dtype = ENCODINGS[encoding]
     expected_ndim = 2 if channels == 1 else 3
     if pixels.ndim != expected_ndim or (channels > 1 and pixels.shape[2] != channels):
         raise ValueError(f"{encoding} needs {channels} channel(s), got an array of shape {pixels.shape}")
     buffer = make_image_buffer(pixels.shape[0], pixels.shape[1], encoding)
     buffer.view[...] = pixels.astype(dtype, copy=False)
-    return fill_image_msg(msg_type(check_fields=True), buffer, encoding, header)
+    return fill_image_msg(message_factory(msg_type)(), buffer, encoding, header)
 
 
 def colorize_depth(depth_m: np.ndarray, max_depth_m: float, out_bgr: np.ndarray | None = None) -> np.ndarray:

@@ -86,13 +86,16 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
                num_threads: int) -> dict:
     """End-to-end latency through a real DepthNode vs runtime.infer alone, interleaved, same process."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+    from urcdc_ros.allocator import keep_large_buffers
     from urcdc_ros.depth_node import DepthNode
     from urcdc_ros.image_codec import array_to_image_msg
+    from urcdc_ros.ros_compat import make_executor, spin
+
+    keep_large_buffers()
 
     rclpy.init()
     node = DepthNode(parameter_overrides=[
@@ -114,10 +117,11 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
 
     subs = [probe.create_subscription(Image, "depth", on_output("depth"), reliable),
             probe.create_subscription(PointCloud2, "points", on_output("points"), reliable)]
-    executor = SingleThreadedExecutor()
+    executor = make_executor(node.params.executor)
     executor.add_node(node)
     executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop_spinning = threading.Event()
+    spinner = threading.Thread(target=spin, kwargs={"executor": executor, "stop": stop_spinning.is_set}, daemon=True)
     spinner.start()
 
     info = CameraInfo(width=intrinsics.width, height=intrinsics.height, distortion_model="plumb_bob")
@@ -128,6 +132,7 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
         time.sleep(0.05)
 
     runtime = node.runtime
+    k = np.array([[intrinsics.fx, 0.0, intrinsics.cx], [0.0, intrinsics.fy, intrinsics.cy], [0.0, 0.0, 1.0]])
     depth_s, points_s, model_s = [], [], []
     for index in range(-2, frames):  # two warm-up frames
         stamp_sec = 1000 + index + 2
@@ -144,7 +149,7 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
             raise RuntimeError(f"frame {index}: no depth/points from the node within 60 s")
         time.sleep(0.05)
         model_start = time.perf_counter()
-        runtime.infer(rgb)
+        runtime.infer(rgb, intrinsics=k)  # the K the node takes from the camera_info
         model_end = time.perf_counter()
         if index >= 0:
             depth_s.append(arrivals[("depth", stamp_sec)] - start)
@@ -160,6 +165,8 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
         "node_inference_ms_mean": snapshot.inference_ms_mean,
         "dropped_stale_frames": snapshot.dropped_stale,
     }
+    stop_spinning.set()
+    spinner.join(timeout=5.0)
     executor.shutdown()
     node.destroy_node()
     probe.destroy_node()

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Union
 
+from urcdc_ros.ros_compat import EXECUTORS
+
 ParamValue = Union[bool, int, float, str]
 
 
@@ -65,6 +67,9 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("input_transport", "raw", "'raw' subscribes 'image' (sensor_msgs/Image); 'compressed' "
               "subscribes 'image/compressed' (jpeg/png)", choices=("raw", "compressed"), read_only=True),
     ParamSpec("frame_id", "", "Frame of the outputs; empty = the input image's frame (the optical frame)"),
+    ParamSpec("executor", "auto", "Executor of the node process: 'auto' = the EventsExecutor where rclpy has it "
+              "(Kilted, Jazzy from rclpy 7.1.4), else the SingleThreadedExecutor (Humble)",
+              choices=EXECUTORS, read_only=True),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status", min_value=0.1, max_value=60.0,
               read_only=True),
 )
@@ -96,6 +101,7 @@ class DepthNodeParams:
     output_qos: str = "reliable"
     input_transport: str = "raw"
     frame_id: str = ""
+    executor: str = "auto"
     diagnostics_period_s: float = 1.0
 
     @classmethod
