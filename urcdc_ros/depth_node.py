@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException
@@ -31,6 +32,7 @@ from std_msgs.msg import Header
 
 from urcdc_ros.allocator import keep_large_buffers
 from urcdc_ros.camera import CameraSelector, FrameCamera
+from urcdc_ros.cdr_image import parse_compressed_image, parse_image
 from urcdc_ros.diagnostics import PipelineStats, status_level, status_values
 from urcdc_ros.image_codec import (
     ImageDecodeError,
@@ -115,10 +117,13 @@ class DepthNode(Node):
         self._points_pub = self.create_publisher(PointCloud2, "points", output_qos)
         self._colored_pub = self.create_publisher(Image, "depth/colored", output_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # raw=True: the serialized bytes, read in place by cdr_image (rclpy's conversion would copy
+        # every frame three more times and build a Python object per field).
         if params.input_transport == "compressed":
-            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos)
+            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, input_qos,
+                                                       raw=True)
         else:
-            self._image_sub = self.create_subscription(Image, "image", self._on_image, input_qos)
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, input_qos, raw=True)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, input_qos)
 
         self._stats = PipelineStats()
@@ -148,7 +153,7 @@ class DepthNode(Node):
 
     # -- callbacks: cheap, hand over to the worker --------------------------------------------
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: bytes) -> None:
         with self._pending_lock:
             replaced = self._pending is not None
             self._pending = (msg, time.monotonic())
@@ -183,8 +188,11 @@ class DepthNode(Node):
                 self._stats.frame_rejected()
                 self._warn("process", f"frame dropped: {type(error).__name__}: {error}")
 
-    def process(self, msg: Image | CompressedImage, received_s: float) -> bool:
-        """Run one frame through the model and publish what is subscribed; False when it was dropped."""
+    def process(self, msg: bytes | Image | CompressedImage, received_s: float) -> bool:
+        """Run one frame (serialized, or a message) through the model and publish what is subscribed.
+
+        Returns False when the frame was dropped (nobody listening, or an input that is no image).
+        """
         params = self._params
         want_depth = params.publish_depth and self._depth_pub.get_subscription_count() > 0
         want_info = params.publish_depth and self._info_pub.get_subscription_count() > 0
@@ -195,7 +203,8 @@ class DepthNode(Node):
             self._stats.frame_skipped()
             return False
         try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+            msg = self._parse(msg)
+            rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
         except ImageDecodeError as error:
             self._stats.frame_rejected()
             self._warn("decode", f"frame dropped, bad image on {self._image_sub.topic_name}: {error}")
@@ -215,7 +224,8 @@ class DepthNode(Node):
         if mask is None:
             self._masks = {(height, width): (mask := np.empty((height, width), bool))}
         unusable = mark_invalid_depth(depth_m.view, params.max_depth_m, scratch=mask)
-        header = Header(stamp=msg.header.stamp, frame_id=params.frame_id or msg.header.frame_id)
+        stamp = Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec)
+        header = Header(stamp=stamp, frame_id=params.frame_id or msg.header.frame_id)
         if want_depth:
             self._depth_pub.publish(fill_image_msg(self._new_image(), depth_m, "32FC1", header))
         filter_cloud = want_points and (params.max_uncertainty_m > 0 or params.max_relative_uncertainty > 0)
@@ -242,6 +252,12 @@ class DepthNode(Node):
         return True
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _parse(self, msg: bytes | Image | CompressedImage) -> Any:
+        """The image fields of a serialized message (views, no copy); a message object passes through."""
+        if not isinstance(msg, (bytes, bytearray, memoryview)):
+            return msg
+        return parse_compressed_image(msg) if self._params.input_transport == "compressed" else parse_image(msg)
 
     def _buffer(self, key: str, height: int, width: int, encoding: str) -> Any:
         """A reused output buffer; reallocated only when the image size changes."""
