@@ -31,7 +31,8 @@ from typing import Sequence
 from urcdc_ros.allocator import keep_large_buffers
 from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT_INFO_TOPIC, BagContents,
                                   BagFrame, BagTopicError, load_bag)
-from urcdc_ros.bag_node import NodeProcess, apply_fastdds_profile, model_only_latency, node_parameters
+from urcdc_ros.bag_node import (ModelBaseline, NodeProcess, apply_fastdds_profile, model_only_latency,
+                                node_parameters)
 from urcdc_ros.bag_report import FrameScorer, ReplayTiming, build_report, print_summary, write_report
 
 LAUNCHED_NODE_NAMESPACE = "/urcdc_bench"
@@ -107,6 +108,8 @@ class _ReplayNode:
         self.warmup_arrivals = _Arrivals()
         self.changed = threading.Condition()
         self.extra_outputs = tuple(options.extra_outputs)
+        self.defer_scoring = options.rate is None
+        self.deferred: list = []
 
     @staticmethod
     def _stamp(msg) -> int:
@@ -127,8 +130,20 @@ class _ReplayNode:
                 self.changed.notify_all()
                 return
             self.changed.notify_all()
-        # Scored on another thread, so the metrics never delay the receive time of the next output.
-        self.score_queue.put((stamp, kind, msg))
+        # Scored on another thread, so the metrics never delay the receive time of the next output;
+        # closed loop, only once the frame is complete (scoring must not compete with its other outputs).
+        if self.defer_scoring:
+            with self.changed:
+                self.deferred.append((stamp, kind, msg))
+        else:
+            self.score_queue.put((stamp, kind, msg))
+
+    def flush_scoring(self) -> None:
+        """Hand the deferred outputs to the scoring thread."""
+        with self.changed:
+            deferred, self.deferred = self.deferred, []
+        for item in deferred:
+            self.score_queue.put(item)
 
     def _record_extra(self, msg, name: str) -> None:
         now_s = time.perf_counter()
@@ -141,7 +156,10 @@ class _ReplayNode:
     def score_outputs(self) -> None:
         """Worker: feed queued outputs to the scorer until the None sentinel."""
         while (item := self.score_queue.get()) is not None:
-            self.scorer.add_output(*item)
+            try:
+                self.scorer.add_output(*item)
+            finally:
+                self.score_queue.task_done()
 
     def _on_depth(self, msg) -> None:
         self._record(msg, "depth")
@@ -173,8 +191,12 @@ def _to_ros_messages(frame: BagFrame, stamp_ns: int):
 
 
 def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
-           node_process: NodeProcess | None = None) -> ReplayTiming:
-    """Publish every frame of ``contents`` to the node and wait for its outputs."""
+           node_process: NodeProcess | None = None, baseline: ModelBaseline | None = None) -> ReplayTiming:
+    """Publish every frame of ``contents`` to the node and wait for its outputs.
+
+    baseline (closed loop only): after each frame's outputs arrived (and were scored), time the
+    model alone on the same frame, so both see the same machine load.
+    """
     import rclpy
 
     from urcdc_ros.ros_compat import make_executor, spin
@@ -202,9 +224,14 @@ def replay(contents: BagContents, options: ReplayOptions, scorer: FrameScorer,
         timing.uncertainty_expected = expect_uncertainty
         scorer.expect_uncertainty = expect_uncertainty
         if options.rate is None:
-            _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing)
+            node_cpu_start_s = node_process.cpu_seconds() if node_process is not None else None
+            _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing, baseline)
+            node_cpu_end_s = node_process.cpu_seconds() if node_process is not None else None
+            if node_cpu_start_s is not None and node_cpu_end_s is not None:
+                timing.node_cpu_s = node_cpu_end_s - node_cpu_start_s
         else:
             _open_loop(replay_node, messages, stamps, options, expect_uncertainty, timing)
+        replay_node.flush_scoring()  # late outputs of the last frames
         with replay_node.changed:
             timing.depth_received_s = dict(replay_node.arrivals.depth_s)
             timing.uncertainty_received_s = dict(replay_node.arrivals.uncertainty_s)
@@ -282,14 +309,19 @@ def _frame_done(replay_node: _ReplayNode, stamp: int, expect_uncertainty: bool) 
             and all(stamp in arrivals.extra_s.get(name, ()) for name in replay_node.extra_outputs))
 
 
-def _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming) -> None:
-    for (image, info), stamp in zip(messages, stamps):
+def _closed_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming,
+                 baseline: ModelBaseline | None = None) -> None:
+    for index, ((image, info), stamp) in enumerate(zip(messages, stamps)):
         timing.sent_s[stamp] = time.perf_counter()
         _publish(replay_node, image, info)
         deadline = time.monotonic() + options.frame_timeout_s
         with replay_node.changed:
             while not _frame_done(replay_node, stamp, expect_uncertainty) and time.monotonic() < deadline:
                 replay_node.changed.wait(timeout=0.1)
+        replay_node.flush_scoring()
+        if baseline is not None:
+            replay_node.score_queue.join()  # nothing else of ours runs while the model is timed
+            timing.model_ms[stamp], timing.model_cpu_ms[stamp] = baseline.time_frame(index)
 
 
 def _open_loop(replay_node, messages, stamps, options, expect_uncertainty, timing: ReplayTiming) -> None:
@@ -328,9 +360,11 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
     """Load ``bag``, replay it into the node (started here when ``launch_node``), write the report.
 
     node_process: a node the caller started (watched for crashes, left running).
-    model_baseline: first time the node's model alone on the bag's frames (settings from
-    ``params_file``/``node_params``), before the node is started, and report the ratio;
-    model_only: such a baseline measured by the caller (``model_only_latency``).
+    model_baseline: time the node's model alone on the bag's frames (settings from
+    ``params_file``/``node_params``) and report node latency against it: closed loop, after each
+    node frame on the same frame (interleaved, so both see the same load; per-frame differences);
+    open loop, ten calls before the node starts. model_only: a baseline measured by the caller
+    (``model_only_latency``).
 
     Returns the report dictionary (also written to ``report_dir/report.json``).
     """
@@ -345,10 +379,17 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
               f"({contents.frames[0].width}x{contents.frames[0].height}, {contents.frames[0].encoding}), "
               f"{contents.frames_with_gt} with ground truth", flush=True)
     scorer = FrameScorer(contents, crop=crop, min_depth_m=min_depth_m, max_depth_m=max_depth_m)
+    baseline = None
     if model_baseline and model_only is None:
-        if verbose:
-            print("timing the model alone on the bag's frames (baseline)", flush=True)
-        model_only = model_only_latency(contents.frames, node_parameters(params_file, node_params))
+        params = node_parameters(params_file, node_params)
+        if options.rate is None:  # closed loop: the model alone after each node frame, under the same load
+            if verbose:
+                print("loading the model for the interleaved model-alone baseline", flush=True)
+            baseline = ModelBaseline(contents.frames, params)
+        else:
+            if verbose:
+                print("timing the model alone on the bag's frames (baseline)", flush=True)
+            model_only = model_only_latency(contents.frames, params)
     own_process = None
     if launch_node:
         if options.node_namespace in ("", "/"):
@@ -356,10 +397,13 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
         own_process = node_process = NodeProcess(options.node_namespace, report_dir / "node.log", params_file,
                                                  node_params)
     try:
-        timing = replay(contents, options, scorer, node_process)
+        timing = replay(contents, options, scorer, node_process, baseline)
     finally:
         if own_process is not None:
             own_process.stop()
+    if baseline is not None and timing.model_ms:
+        model_only = baseline.summary(list(timing.model_ms.values()), list(timing.model_cpu_ms.values()))
+        model_only["interleaved"] = True
     report = build_report(contents, timing, scorer, options_summary={
         "mode": "max-rate (closed loop)" if options.rate is None else f"rate {options.rate:g}x (open loop)",
         "node_namespace": options.node_namespace, "launched_node": launch_node,
@@ -401,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra parameter for the launched node, repeatable")
     parser.add_argument("--model-baseline", action="store_true",
-                        help="first time the node's model alone, in this process, 10 runs on the bag's frames "
-                             "(settings from --params-file/--node-param); report node latency / model latency")
+                        help="time the node's model alone in this process (settings from --params-file/"
+                             "--node-param): with --max-rate on each frame right after the node answered it "
+                             "(same load; per-frame node - model), else 10 runs before the node starts")
     parser.add_argument("--subscribe", action="append", default=[], choices=sorted(EXTRA_OUTPUTS), metavar="OUTPUT",
                         help="also subscribe this node output (repeatable: " + ", ".join(sorted(EXTRA_OUTPUTS)) +
                              "); the node builds only what has subscribers, and a frame counts as complete when "

@@ -72,50 +72,68 @@ def node_parameters(params_file: Path | None = None, node_params: Sequence[str] 
     return DepthNodeParams.from_values(values)
 
 
-def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> dict:
-    """Median/p90 ms of the node's own inference call (``infer_depth``) on the bag's frames, in process.
+class ModelBaseline:
+    """The node's own inference call (``infer_depth``) on a bag's frames, in this process, timed alone.
 
-    ``runs`` calls, cycling through the first frames of the bag, each with the K the node would take
-    from the frame's camera_info (or the fallback without one), after one untimed call per frame
-    size and camera (a new camera plans its input, and may export a network of that size, once).
-    With the process configured as the node's (``allocator.keep_large_buffers``).
-
-    Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
+    Each frame gets the K the node would take from its camera_info (or the fallback without one).
+    Construction makes one untimed call per frame size and camera (a new camera plans its input,
+    and may export a network of that size, once). The process is configured as the node's
+    (``allocator.keep_large_buffers``) and every call runs on a worker thread, as the node's
+    depth_worker: on the main thread torch's pre-processing once contended with onnxruntime's
+    thread pool (3x slower on 2 cores), which the node never sees.
     """
-    from urcdc_model.deploy.runtime import DepthRuntime
-    from urcdc_ros.allocator import keep_large_buffers
-    from urcdc_ros.camera import frame_camera
-    from urcdc_ros.depth_node import infer_depth
 
-    keep_large_buffers()
-    runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
-                                     precision=params.precision, input_size=params.input_size,
-                                     num_threads=params.num_threads or None)
-    images = [frame.rgb() for frame in frames[:runs]]
-    cameras = [frame_camera(frame.camera_info, frame.width, frame.height, "camera_info",
-                            check_k=lambda k, frame_hw: runtime.plan(frame_hw, k)).k for frame in frames[:runs]]
-    times_ms: list[float] = []
+    def __init__(self, frames: Sequence[BagFrame], params):
+        from urcdc_model.deploy.runtime import DepthRuntime
+        from urcdc_ros.allocator import keep_large_buffers
+        from urcdc_ros.camera import frame_camera
 
-    def timed_runs() -> None:
+        keep_large_buffers()
+        self.params = params
+        self.runtime = DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
+                                              precision=params.precision, input_size=params.input_size,
+                                              num_threads=params.num_threads or None)
+        self.images = [frame.rgb() for frame in frames]
+        self.cameras = [frame_camera(frame.camera_info, frame.width, frame.height, "camera_info",
+                                     check_k=lambda k, frame_hw: self.runtime.plan(frame_hw, k)).k
+                        for frame in frames]
         seen = set()
-        for rgb, k in zip(images, cameras):
+        for index, (rgb, k) in enumerate(zip(self.images, self.cameras)):
             key = (rgb.shape, None if k is None else k.tobytes())
             if key not in seen:
                 seen.add(key)
-                infer_depth(runtime, rgb, k, params.flip_tta)
-        for run in range(runs):
-            rgb, k = images[run % len(images)], cameras[run % len(images)]
-            start = time.perf_counter()
-            infer_depth(runtime, rgb, k, params.flip_tta)
-            times_ms.append((time.perf_counter() - start) * 1e3)
+                self.time_frame(index)
 
-    # On a worker thread, as the node's depth_worker: on the main thread torch's pre-processing contends
-    # with onnxruntime's thread pool (measured 3x slower on 2 cores), which the node never sees.
-    worker = threading.Thread(target=timed_runs, name="baseline_worker")
-    worker.start()
-    worker.join()
-    return {"median": float(np.median(times_ms)), "p90": float(np.percentile(times_ms, 90)),
-            "frames": len(times_ms), "model": str(params.model), "backend": str(runtime.backend)}
+    def time_frame(self, index: int) -> tuple[float, float]:
+        """(wall ms, CPU ms of this process) of the node's inference call on frame ``index``."""
+        from urcdc_ros.depth_node import infer_depth
+
+        result: list[float] = []
+
+        def run() -> None:
+            start_s, start_cpu_s = time.perf_counter(), time.process_time()
+            infer_depth(self.runtime, self.images[index], self.cameras[index], self.params.flip_tta)
+            result.extend(((time.perf_counter() - start_s) * 1e3, (time.process_time() - start_cpu_s) * 1e3))
+
+        worker = threading.Thread(target=run, name="baseline_worker")
+        worker.start()
+        worker.join()
+        return result[0], result[1]
+
+    def summary(self, times_ms: Sequence[float], cpu_ms: Sequence[float] = ()) -> dict:
+        return {"median": float(np.median(times_ms)), "p90": float(np.percentile(times_ms, 90)),
+                "frames": len(times_ms), "cpu_ms_mean": float(np.mean(cpu_ms)) if len(cpu_ms) else None,
+                "model": str(self.params.model), "backend": str(self.runtime.backend)}
+
+
+def model_only_latency(frames: Sequence[BagFrame], params, runs: int = 10) -> dict:
+    """Median/p90 ms of the node's inference call, ``runs`` calls cycling through the bag's first frames.
+
+    Node latency over this is what ROS adds: decode, publish, DDS transport both ways, scheduling.
+    """
+    baseline = ModelBaseline(frames[:runs], params)
+    timed = [baseline.time_frame(run % len(baseline.images)) for run in range(runs)]
+    return baseline.summary([wall for wall, _ in timed], [cpu for _, cpu in timed])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,6 +159,14 @@ class NodeProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the node process has used so far (user + system), or None where /proc cannot tell."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
 
     def check_alive(self) -> None:
         code = self.process.poll()

@@ -36,6 +36,9 @@ class ReplayTiming:
     uncertainty_received_s: dict[int, float] = field(default_factory=dict)
     uncertainty_expected: bool = False
     extra_received_s: dict[str, dict[int, float]] = field(default_factory=dict)  # more outputs, by name
+    model_ms: dict[int, float] = field(default_factory=dict)  # interleaved model-alone baseline, per frame
+    model_cpu_ms: dict[int, float] = field(default_factory=dict)
+    node_cpu_s: float | None = None  # CPU the node process used over the timed closed-loop frames
 
 
 @dataclass
@@ -208,6 +211,21 @@ def _complete_latency_ms(timing: ReplayTiming, stamp: int) -> float | None:
     return (max(arrivals) - sent) * 1e3
 
 
+def _paired_overhead_ms(rows: list[dict], timing: ReplayTiming) -> dict | None:
+    if not timing.model_ms:
+        return None
+    pairs = {"depth": [], "complete": []}
+    for row in rows:
+        model_ms = timing.model_ms.get(row["stamp_ns"])
+        if model_ms is None:
+            continue
+        if row["latency_ms"] is not None:
+            pairs["depth"].append(row["latency_ms"] - model_ms)
+        if row["complete_latency_ms"] is not None:
+            pairs["complete"].append(row["complete_latency_ms"] - model_ms)
+    return {name: _percentile_summary(np.array(values)) for name, values in pairs.items()}
+
+
 def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScorer, options_summary: dict) -> dict:
     """Everything the replay measured, as one JSON-serialisable dictionary."""
     scorer.finish()
@@ -259,6 +277,10 @@ def build_report(contents: BagContents, timing: ReplayTiming, scorer: FrameScore
         "complete_latency_ms": (complete := _percentile_summary(np.array(complete_latencies))),
         "complete_overhead_ms": (complete["median"] - options_summary["model_only_latency_ms"]["median"]
                                  if complete and options_summary.get("model_only_latency_ms") else None),
+        # interleaved baseline: median over frames of (node latency - model alone on that frame)
+        "paired_overhead_ms": _paired_overhead_ms(rows, timing),
+        "node_cpu_ms_per_frame": (timing.node_cpu_s * 1e3 / max(received, 1)
+                                  if timing.node_cpu_s is not None else None),
         "input_fps": _rate_hz(list(timing.sent_s.values())),
         "output_fps": _rate_hz(list(timing.depth_received_s.values())),
         "recorded_fps": (len(frames) - 1) / contents.duration_s if contents.duration_s > 0 else None,
@@ -287,6 +309,13 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         *([("all subscribed outputs: latency median / p90 (ms); median - model (ms)",
             f"{_fmt(complete.get('median'))} / {_fmt(complete.get('p90'))}; "
             f"{_fmt(report.get('complete_overhead_ms'))}")] if (complete := report.get("complete_latency_ms")) else []),
+        *([("per frame, node - model alone (ms): depth / all outputs, median",
+            f"{_fmt((paired['depth'] or {}).get('median'))} / {_fmt((paired['complete'] or {}).get('median'))}")]
+          if (paired := report.get("paired_overhead_ms")) else []),
+        *([("CPU per frame (ms): node process / model alone",
+            f"{_fmt(report['node_cpu_ms_per_frame'])} / "
+            f"{_fmt((report.get('model_only_latency_ms') or {}).get('cpu_ms_mean'))}")]
+          if report.get("node_cpu_ms_per_frame") is not None else []),
         ("input / output FPS", f"{_fmt(report['input_fps'], '.2f')} / {_fmt(report['output_fps'], '.2f')}"),
     ]
     if report["metrics"]:
