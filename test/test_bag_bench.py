@@ -268,7 +268,8 @@ def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):
     report = bag_bench.run_bench(
         tmp_path / "bag", tmp_path / "report", launch_node=True,
         node_params=[f"model:={nano_checkpoint}", "backend:=torch", "num_threads:=1"], model_baseline=True,
-        options=bag_bench.ReplayOptions(rate=None, startup_timeout_s=120.0), verbose=False)
+        options=bag_bench.ReplayOptions(rate=None, startup_timeout_s=120.0,
+                                        extra_outputs=("depth/camera_info", "points")), verbose=False)
     assert report["frames_published"] == report["frames_received"] == num_frames
     assert report["drop_rate"] == 0.0
     rows = report["frames"]
@@ -280,6 +281,14 @@ def test_replay_against_the_depth_node(tmp_path: Path, nano_checkpoint: Path):
     assert report["uncertainty_frames_received"] == num_frames
     assert report["model_only_latency_ms"]["model"] == str(nano_checkpoint)
     assert report["latency_over_model_only"] > 0
+    # camera_info and the cloud were subscribed too: a frame is complete when its last output arrived
+    assert report["outputs_subscribed"] == ["depth", "depth/uncertainty", "depth/camera_info", "points"]
+    assert all(r["complete_latency_ms"] >= r["latency_ms"] for r in rows)
+    # the model alone was timed after every node frame (interleaved), so each frame has its difference
+    assert report["model_only_latency_ms"]["interleaved"] and report["model_only_latency_ms"]["frames"] == num_frames
+    paired = report["paired_overhead_ms"]
+    assert paired["depth"]["median"] <= paired["complete"]["median"]
+    assert report["node_cpu_ms_per_frame"] > 0
     assert 0 <= report["uncertainty_calibration"]["fraction_error_below_uncertainty"] <= 1
     on_disk = json.loads((tmp_path / "report" / "report.json").read_text())
     assert on_disk["frames_received"] == num_frames

@@ -3,12 +3,17 @@
     python -m urcdc_ros.bag_bench --bag drive_0001 --report runs/drive_0001 --launch-node
     python -m urcdc_ros.bag_bench --bag my.mcap_dir --report out --node-namespace /front \\
         --image-topic /cam/image_raw --info-topic /cam/camera_info --gt-topic ''
+    python -m urcdc_ros.bag_bench --bag drive_0001 --report out --launch-node --max-rate --model-baseline \\
+        --subscribe depth/camera_info --subscribe points          # the node's overhead over its model
 
 The bag is preloaded (decoding stays out of the measurement), then each frame's camera_info and
 image are published to ``<ns>/camera_info`` and ``<ns>/image`` with the bag's header stamps.
-Outputs on ``<ns>/depth`` and ``<ns>/depth/uncertainty`` are matched to inputs by header stamp;
-latency is publish → receive in this process. ``--rate R`` publishes at R times the recorded
-rate (open loop: a node slower than the camera drops frames, and the report counts them);
+Outputs on ``<ns>/depth`` and ``<ns>/depth/uncertainty`` (and ``--subscribe`` ones) are matched to
+inputs by header stamp; latency is publish → receive in this process, for depth and for the
+frame's last output. Outputs are received serialized and only their header (and, for scoring, the
+image) is read, so this consumer's deserialisation does not count as node time. ``--rate R``
+publishes at R times the recorded rate (open loop: a node slower than the camera drops frames,
+and the report counts them);
 ``--max-rate`` publishes each frame as soon as the previous one's outputs arrived (closed loop:
 the node's best-case latency and sustained throughput). A few warm-up frames, stamped outside the
 bag's range, go first and are not counted.
@@ -34,6 +39,7 @@ from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT
 from urcdc_ros.bag_node import (ModelBaseline, NodeProcess, apply_fastdds_profile, model_only_latency,
                                 node_parameters)
 from urcdc_ros.bag_report import FrameScorer, ReplayTiming, build_report, print_summary, write_report
+from urcdc_ros.cdr_image import parse_header, parse_image
 
 LAUNCHED_NODE_NAMESPACE = "/urcdc_bench"
 WARMUP_STAMP_OFFSET_NS = 1_000_000_000  # warm-up frames are stamped this far before the bag's first frame
@@ -94,13 +100,16 @@ class _ReplayNode:
         self.depth_topic, self.uncertainty_topic = join_topic(ns, "depth"), join_topic(ns, "depth/uncertainty")
         self.image_pub = self.node.create_publisher(Image, self.image_topic, pub_qos)
         self.info_pub = self.node.create_publisher(CameraInfo, self.info_topic, pub_qos)
-        # Best effort matches both best-effort and reliable publishers of the node under test.
-        self.node.create_subscription(Image, self.depth_topic, self._on_depth, qos_profile_sensor_data)
-        self.node.create_subscription(Image, self.uncertainty_topic, self._on_uncertainty, qos_profile_sensor_data)
+        # Best effort matches both best-effort and reliable publishers of the node under test. Outputs
+        # arrive serialized (raw) and only what is needed is read from them (cdr_image), so this
+        # consumer's own deserialisation (three copies per output in rclpy) is not counted as node time.
+        self.node.create_subscription(Image, self.depth_topic, self._on_depth, qos_profile_sensor_data, raw=True)
+        self.node.create_subscription(Image, self.uncertainty_topic, self._on_uncertainty, qos_profile_sensor_data,
+                                      raw=True)
         for name in options.extra_outputs:
             self.node.create_subscription(getattr(sensor_msgs, EXTRA_OUTPUTS[name]), join_topic(ns, name),
                                           lambda msg, name=name: self._record_extra(msg, name),
-                                          qos_profile_sensor_data)
+                                          qos_profile_sensor_data, raw=True)
         self.scorer = scorer
         self.score_queue: queue.Queue = queue.Queue()
         self.expected = expected_stamps
@@ -112,8 +121,9 @@ class _ReplayNode:
         self.deferred: list = []
 
     @staticmethod
-    def _stamp(msg) -> int:
-        return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+    def _stamp(serialized: bytes) -> int:
+        stamp = parse_header(serialized).stamp
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
     def _record(self, msg, kind: str) -> None:
         now_s = time.perf_counter()
@@ -157,7 +167,8 @@ class _ReplayNode:
         """Worker: feed queued outputs to the scorer until the None sentinel."""
         while (item := self.score_queue.get()) is not None:
             try:
-                self.scorer.add_output(*item)
+                stamp, kind, serialized = item
+                self.scorer.add_output(stamp, kind, parse_image(serialized))
             finally:
                 self.score_queue.task_done()
 

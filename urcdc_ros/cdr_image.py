@@ -1,4 +1,4 @@
-"""sensor_msgs/Image and CompressedImage read straight from their serialized (CDR) bytes.
+"""sensor_msgs/Image and CompressedImage (and any message's leading Header) read from serialized CDR bytes.
 
 The node subscribes its image topic with ``raw=True``: rclpy then hands over the serialized bytes
 (one copy out of the middleware) instead of deserialising into a C message and converting that
@@ -101,6 +101,11 @@ class _CdrReader:
     def header(self) -> RawHeader:
         stamp = Stamp(sec=self.int32(), nanosec=self.uint32())
         return RawHeader(stamp=stamp, frame_id=self.string())
+
+
+def parse_header(serialized: bytes | bytearray | memoryview, what: str = "message") -> RawHeader:
+    """The std_msgs/Header that starts a serialized message (Image, CameraInfo, PointCloud2, ...)."""
+    return _CdrReader(serialized, what).header()
 
 
 def parse_image(serialized: bytes | bytearray | memoryview) -> RawImage:
