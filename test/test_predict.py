@@ -39,13 +39,14 @@ def test_predict_cli_on_real_kitti_frame(tmp_path, nano_checkpoint, kitti_frame,
     stored = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
     assert stored.dtype == np.uint16 and stored.shape == depth.shape
     np.testing.assert_allclose(stored / 256.0, depth, atol=0.5 / 256 + 1e-6)
-    assert cv2.imread(str(preview)).shape == (*depth.shape, 3)
+    shown = cv2.imread(str(preview))
+    assert shown.ndim == 3 and shown.shape[0] >= depth.shape[0] and shown.shape[1] > depth.shape[1]  # + colour bar
 
 
 def test_predict_cli_kb_crop_no_flip_equals_library(tmp_path, nano_checkpoint, kitti_frame):
     out = tmp_path / "crop.npy"
     assert main(["--checkpoint", str(nano_checkpoint), "--image", str(kitti_frame), "--output", str(out),
-                 "--kb-crop", "--no-flip"]) == 0
+                 "--kb-crop", "--no-flip-tta"]) == 0
     depth = np.load(out)
     h, w = depth.shape
     top, left = h - 352, (w - 1216) // 2
@@ -108,3 +109,22 @@ def test_normalize_rgb_and_kb_crop():
         normalize_rgb(rgb.astype(np.float32))
     with pytest.raises(ValueError, match="--kb-crop needs"):
         kb_crop(rgb[:300])
+
+
+def test_preview_draws_near_red_far_blue_no_depth_grey_with_a_colour_bar(tmp_path):
+    """The report's convention: turbo with near = red, a colour bar in metres, grey where there is no depth."""
+    from urcdc_model.visualize import PREVIEW_DPI, save_depth_preview
+
+    height, width = 60, 200
+    depth = np.tile(np.linspace(2.0, 60.0, width, dtype=np.float32), (height, 1))  # near on the left
+    depth[:, :20] = 0  # no depth (as outside --kb-crop)
+    path = save_depth_preview(tmp_path / "p.png", depth, 80.0, "test")
+    rgb = cv2.imread(str(path))[..., ::-1].astype(int)
+    assert rgb.shape[1] >= width + 0.5 * PREVIEW_DPI  # room for the colour bar and its labels
+    row = rgb.shape[0] - height // 2  # the image is drawn at its own size along the bottom edge
+    grey, near, far = rgb[row, 10], rgb[row, 30], rgb[row, width - 10]
+    assert np.ptp(grey) < 8 and 100 < grey[0] < 180, grey
+    assert near[0] > 150 and near[0] > near[2] + 100, near
+    assert far[2] > far[0] + 50, far
+    bar = rgb[:, width + 10:]
+    assert (np.ptp(bar, axis=-1) > 100).any()  # the colour bar has saturated colours

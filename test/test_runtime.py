@@ -186,7 +186,7 @@ def test_infer_rejects_non_uint8_rgb(torch_runtime):
 
 def test_onnx_file_cannot_run_on_torch_backend(ort_runtime, cache_dir):
     onnx_path = next((cache_dir / "onnx").glob("*.onnx"))
-    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run a onnx file"):
+    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run an ONNX model"):
         DepthRuntime.from_path(onnx_path, backend="torch")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from urcdc_model import cli
 from urcdc_model import metrics as depth_metrics
 from urcdc_model.data.base import SplitEntry
 from urcdc_model.data.synthetic import KITTI_FOCAL_PX
@@ -80,7 +81,7 @@ def build_eval_dataset(args, input_size: tuple[int, int] | None):
             raise SystemExit("--camera shifted-* applies to street scenes only")
         camera = {"train": None, "shifted-down": synthetic.STREET_SHIFTED_CAMERA_DOWN,
                   "shifted-up": synthetic.STREET_SHIFTED_CAMERA_UP}[args.camera]
-        return synthetic.SyntheticDepthDataset(args.num_frames, kind=args.kind, height=height, width=width,
+        return synthetic.SyntheticDepthDataset(args.frames, kind=args.kind, height=height, width=width,
                                                seed=synthetic.HELD_OUT_SEED, train=False, camera_range=camera)
     if not args.data_root:
         raise SystemExit(f"--dataset {args.dataset} needs --data-root (and --split unless it holds KITTI drives)")
@@ -120,7 +121,7 @@ def evaluate_model(args) -> tuple[dict[str, float], int]:
 
     model, cfg, meta = load_model(args.checkpoint, with_cnn=False, max_depth=args.model_max_depth)
     if args.input_size:
-        input_size = tuple(int(v) for v in args.input_size.lower().split("x"))
+        input_size = tuple(args.input_size)
     elif "input_height" in meta and "input_width" in meta:
         input_size = (int(meta["input_height"]), int(meta["input_width"]))
     else:
@@ -133,7 +134,7 @@ def evaluate_model(args) -> tuple[dict[str, float], int]:
     accumulator = depth_metrics.MetricAccumulator()
     skipped = 0
     count = len(dataset) if args.max_frames is None else min(len(dataset), args.max_frames)
-    for index in range(count):
+    for index in cli.progress(range(count), total=count, desc="evaluate", enabled=not args.no_progress):
         sample = dataset[index]
         if not sample.get("has_valid_depth", True):
             skipped += 1
@@ -145,8 +146,6 @@ def evaluate_model(args) -> tuple[dict[str, float], int]:
             continue
         accumulator.add(depth_metrics.compute_depth_metrics(gt, pred, dataset=metric_dataset, crop=crop,
                                                             max_depth_m=max_depth))
-        if args.verbose:
-            print(f"{index + 1}/{count}", file=sys.stderr)
     if skipped:
         print(f"skipped {skipped} frame(s) without valid ground truth", file=sys.stderr)
     return accumulator.mean(), accumulator.count
@@ -237,32 +236,36 @@ def evaluate_directories(args) -> tuple[dict[str, float], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.evaluate", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="model to run: 'default' or a checkpoint path")
-    source.add_argument("--pred-dir", help="saved predictions (.npy metres or 16-bit PNG at the dataset scale)")
+    parser = cli.new_parser("urcdc_model.evaluate", __doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group()
+    cli.add_checkpoint(source)
+    source.add_argument("--pred-dir", help="score saved predictions instead of running a model (.npy metres or "
+                                           "16-bit PNG at the dataset scale)")
     parser.add_argument("--gt-dir", help="ground truth for --pred-dir (16-bit PNG or .npy), matched by file stem")
     parser.add_argument("--dataset", required=True, choices=("kitti", "nyu", "synthetic"))
     parser.add_argument("--data-root", help="dataset root (KITTI raw / NYU sync / a folder of written drives)")
     parser.add_argument("--gt-path", help="ground-truth root if not under --data-root")
     parser.add_argument("--split", help="split file: 'rgb_path gt_path focal' per line")
     parser.add_argument("--crop", choices=depth_metrics.CROPS,
-                        help="evaluation crop (default: garg for KITTI, eigen for NYU, none for synthetic)")
-    parser.add_argument("--max-depth", type=float, help="max GT/prediction depth (default 80 KITTI, 10 NYU)")
+                        help=f"{cli.EVAL_CROP_HELP} (default: garg for KITTI, eigen for NYU, none for synthetic)")
+    parser.add_argument("--max-depth", type=float, metavar="M",
+                        help=f"{cli.EVAL_MAX_DEPTH_HELP} (default: 80 KITTI and street scenes, 10 NYU and indoor)")
     parser.add_argument("--gt-source", default="annotated", choices=("annotated", "velodyne"),
                         help="KITTI ground truth: annotated PNGs or LiDAR projected through the calibration")
     parser.add_argument("--no-kb-crop", action="store_true", help="KITTI: feed full frames instead of the KB crop")
     parser.add_argument("--kind", default="street", choices=("street", "indoor"), help="synthetic scene kind")
     parser.add_argument("--camera", default="train", choices=("train", "shifted-down", "shifted-up"),
                         help="synthetic camera height/pitch range (shifted = outside the training range)")
-    parser.add_argument("--num-frames", type=int, default=SYNTHETIC_TEST_FRAMES, help="synthetic held-out frames")
-    parser.add_argument("--input-size", help="run the network at HxW (default: the size stored with the model)")
-    parser.add_argument("--model-max-depth", type=float, help="override the model's max depth (official NYU: 10)")
-    parser.add_argument("--no-flip-tta", action="store_true", help="skip the flip test-time augmentation")
-    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
-    parser.add_argument("--json", help="write the metrics to this JSON file")
-    parser.add_argument("--verbose", action="store_true", help="print progress")
+    parser.add_argument("--frames", type=int, default=SYNTHETIC_TEST_FRAMES, metavar="N",
+                        help="synthetic: held-out frames to render")
+    cli.hidden_alias(parser, "--num-frames", dest="frames", type=int)
+    cli.add_input_size(parser)
+    cli.add_model_max_depth(parser)
+    cli.add_no_flip_tta(parser)
+    cli.add_max_frames(parser)
+    cli.add_json(parser)
+    cli.add_no_progress(parser)
+    cli.hidden_alias(parser, "--verbose", dest="verbose", action="store_true")  # progress is on by default now
     return parser
 
 
@@ -277,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             results, count = evaluate_model(args)
-        except (FileNotFoundError, ValueError, KeyError) as exc:     # bad paths/data: the message says which
-            raise SystemExit(f"evaluate: {exc}") from exc
+        except (FileNotFoundError, ValueError, KeyError, *cli.USER_ERRORS) as exc:  # the message names the file
+            return cli.print_error(exc)
     print(f"Computing errors for {count} eval samples")
     print(depth_metrics.format_table(results))
     if args.json:

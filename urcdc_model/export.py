@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.errors import BackendUnavailableError, ExportVerificationError
 from urcdc_model.deploy.files import default_cache_dir, file_sha256
@@ -29,15 +30,16 @@ from urcdc_model.deploy.sources import ModelSource, checkpoint_input_size
 LOG = logging.getLogger(__name__)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors / official .ckpt) or 'default'")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.export", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser)
     parser.add_argument("--format", choices=("onnx", "tensorrt", "torch-tensorrt"), default="onnx",
                         help="onnx: verified ONNX; tensorrt: serialised engine built from the ONNX with the "
                              "TensorRT builder; torch-tensorrt: a torch_tensorrt-compiled ExportedProgram (.ep)")
-    parser.add_argument("--height", type=int, help="input height (default: the checkpoint's training size)")
-    parser.add_argument("--width", type=int, help="input width (default: the checkpoint's training size)")
-    parser.add_argument("--max-depth", type=float, help="override the model's max depth in metres")
+    cli.add_input_size(parser)
+    cli.hidden_alias(parser, "--height", dest="height", type=int)  # old spelling of --input-size, in two parts
+    cli.hidden_alias(parser, "--width", dest="width", type=int)
+    cli.add_model_max_depth(parser, old_name="--max-depth")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: allow FP16 kernels")
     parser.add_argument("--int8", action="store_true", help="TensorRT: INT8 with entropy calibration")
     parser.add_argument("--calib-images", type=Path, help="folder of images for INT8 calibration")
@@ -50,6 +52,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "16 for TensorRT 8.5 / JetPack 5)")
     parser.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit")
     parser.add_argument("--output", type=Path, required=True, help="file to write (.onnx / .engine / .ep)")
+    cli.add_no_progress(parser)
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.int8 and args.calib_images is None:
         parser.error("--int8 needs --calib-images DIR (images from the deployment camera)")
@@ -58,15 +66,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                      "the ONNX file stays FP32 (TensorRT picks the precision at build time)")
     if not 13 <= args.opset <= 20:
         parser.error("--opset must be between 13 and 20 (17 recommended)")
-    if (args.height is None) != (args.width is None):
-        parser.error("give both --height and --width, or neither")
+    height, width = getattr(args, "height", None), getattr(args, "width", None)
+    if (height is None) != (width is None):
+        parser.error("give both --height and --width, or neither (or --input-size HxW)")
+    args.height, args.width = args.input_size or (height, width)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: errors a user can fix (paths, missing packages, bad checkpoints) print one line, exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.no_progress else logging.INFO, format="%(message)s")
     try:
         return run_export(args)
     except (FileNotFoundError, BackendUnavailableError, ValueError, RuntimeError) as error:
@@ -84,7 +94,8 @@ def run_export(args: argparse.Namespace) -> int:
     source = ModelSource.resolve(args.checkpoint)
     if source.kind != "checkpoint":
         raise SystemExit(f"--checkpoint {source.path}: expected a checkpoint (.safetensors/.ckpt), not {source.kind}")
-    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.max_depth)
+    LOG.info("loading %s", source.path)
+    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.model_max_depth)
     train_h, train_w = checkpoint_input_size(meta, source.path)
     height, width = (args.height, args.width) if args.height else (train_h, train_w)
     deploy = DeployModel(model, max_depth=cfg.max_depth).eval()

@@ -1,10 +1,10 @@
 """Single-image metric depth, as the official URCDC-Depth test script computes it.
 
     python -m urcdc_model.predict --checkpoint CKPT|default --image IMG --output OUT.npy \
-        [--max-depth 80] [--no-flip] [--kb-crop] [--png OUT.png] [--preview OUT_color.png]
+        [--model-max-depth 80] [--no-flip-tta] [--kb-crop] [--png OUT.png] [--preview OUT_color.png]
 
 RGB in (any size), H x W float32 depth in metres out. Preprocessing is RGB / 255 with ImageNet
-mean/std; flip test-time augmentation is the official border-blended mean (``--no-flip`` turns it
+mean/std; flip test-time augmentation is the official border-blended mean (``--no-flip-tta`` turns it
 off). ``--kb-crop`` predicts on the KITTI benchmark crop (bottom-centre 352 x 1216) and writes it
 into a full-size map with 0 (= no depth) outside, like the official KITTI evaluation.
 """
@@ -18,9 +18,11 @@ import cv2
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, load_model
+from . import cli
+from .checkpoints import load_model
 from .inference import predict_depth
 from .preprocessing import KB_CROP_HEIGHT, KB_CROP_WIDTH, kb_crop_box, normalize_rgb, read_rgb
+from .visualize import save_depth_preview
 
 UINT16_MAX = 65535
 
@@ -46,35 +48,19 @@ def depth_to_png16(depth_m: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.round(depth_m * scale), 0, UINT16_MAX).astype(np.uint16)
 
 
-def colorize_depth(depth_m: np.ndarray, max_depth_m: float) -> np.ndarray:
-    """BGR preview: inverse depth through the magma colour map (near = bright); no-depth pixels black."""
-    valid = depth_m > 0
-    inv = np.zeros_like(depth_m)
-    inv[valid] = 1.0 / np.maximum(depth_m[valid], 1e-3)
-    lo = 1.0 / max_depth_m
-    hi = float(np.percentile(inv[valid], 99)) if valid.any() else 1.0
-    scaled = np.clip((inv - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    preview = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_MAGMA)
-    preview[~valid] = 0
-    return preview
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.predict", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", default="default",
-                        help="'default' (embedded nano model), our .safetensors, or an official .ckpt/.pth")
+    parser = cli.new_parser("urcdc_model.predict", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser)
     parser.add_argument("--image", required=True, type=Path, help="input RGB image (PNG/JPEG)")
     parser.add_argument("--output", required=True, type=Path, help="output .npy: H x W float32 depth in metres")
-    parser.add_argument("--max-depth", type=float, default=None,
-                        help="max depth in metres; default: the checkpoint's own, 80 for official checkpoints "
-                             "(use 10 for the official NYU model)")
-    parser.add_argument("--no-flip", action="store_true", help="disable flip test-time augmentation")
+    cli.add_model_max_depth(parser, old_name="--max-depth")
+    cli.add_no_flip_tta(parser, old_name="--no-flip")
     parser.add_argument("--kb-crop", action="store_true", help="predict on the KITTI benchmark crop (352x1216)")
     parser.add_argument("--png", type=Path, default=None, help="also write a 16-bit depth PNG (depth * --png-scale)")
     parser.add_argument("--png-scale", type=float, default=256.0, help="PNG units per metre (KITTI 256, NYU 1000)")
-    parser.add_argument("--preview", type=Path, default=None, help="also write a colour preview PNG")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--preview", type=Path, default=None,
+                        help="also write a colour PNG of the depth (turbo, near = red) with a colour bar in metres")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda or cuda:1")
     return parser
 
 
@@ -86,22 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rgb = read_rgb(args.image)
         model, cfg, _ = load_model(args.checkpoint, with_cnn=False, map_location=args.device,
-                                   max_depth=args.max_depth)
-        depth_m, _ = predict_image(model, rgb, flip_tta=not args.no_flip, kb_crop=args.kb_crop, device=args.device)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+                                   max_depth=args.model_max_depth)
+        depth_m, _ = predict_image(model, rgb, flip_tta=not args.no_flip_tta, kb_crop=args.kb_crop,
+                                   device=args.device)
+    except (FileNotFoundError, ValueError, *cli.USER_ERRORS) as exc:  # ModelFileError: one line naming file and fix
+        return cli.print_error(exc)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.output, depth_m)
     if args.png is not None:
         cv2.imwrite(str(args.png), depth_to_png16(depth_m, args.png_scale))
     if args.preview is not None:
-        cv2.imwrite(str(args.preview), colorize_depth(depth_m, cfg.max_depth))
+        save_depth_preview(args.preview, depth_m, cfg.max_depth, title=f"{args.image.name}: depth from "
+                           f"{Path(str(args.checkpoint)).name} ({cfg.name})")
     valid = depth_m[depth_m > 0]
     summary = (f"{valid.min():.2f}-{valid.max():.2f} m (median {np.median(valid):.2f} m)" if valid.size
                else "no valid pixels")
     print(f"{args.output}: {depth_m.shape[0]}x{depth_m.shape[1]} depth, {summary}, model {cfg.name}, "
-          f"flip TTA {'off' if args.no_flip else 'on'}")
+          f"flip TTA {'off' if args.no_flip_tta else 'on'}")
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import CheckpointError, load_model, resolve_checkpoint
 from urcdc_model.data.synthetic import HELD_OUT_SEED
 
@@ -23,14 +24,6 @@ from .inputs import expand_paths, load_image_frames, procedural_frames
 from .report import write_report
 from .run import AnalysisOptions, ContinuityVariant, analyse
 from .sparse import DEFAULT_KEEP_FRACTIONS
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size: expected HEIGHTxWIDTH such as 176x576, got {text!r}") from None
-    return height, width
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -45,9 +38,8 @@ def parse_fractions(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.analysis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="'default' (the embedded model) or a checkpoint path")
+    parser = cli.new_parser("urcdc_model.analysis", __doc__)
+    cli.add_checkpoint(parser)
     parser.add_argument("--images", nargs="*", default=[], help="image files and/or directories of .png/.jpg")
     parser.add_argument("--gt", nargs="*", default=[],
                         help="GT depth PNGs (uint16) or directories; paired to images by name or frame number")
@@ -62,8 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="directory for report.md, report.json, PNGs")
     parser.add_argument("--branches", type=parse_branches, default=["transformer", "cnn"],
                         help="comma list of transformer,cnn (default both)")
-    parser.add_argument("--size", type=parse_size, default=None,
-                        help="analysis size HEIGHTxWIDTH (default: the checkpoint's training size)")
+    cli.add_input_size(parser, old_name="--size")
     parser.add_argument("--keep-fractions", type=parse_fractions, default=list(DEFAULT_KEEP_FRACTIONS),
                         help="comma list of kept-pixel fractions (default 0.01,...,1)")
     parser.add_argument("--masks-per-fraction", type=int, default=2, help="random masks per image and fraction")
@@ -77,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more checkpoints scored for continuity beside the main one (e.g. an ablation pair "
                              "trained with and without DGR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of masks and target pixels")
+    cli.add_no_progress(parser)
     return parser
 
 
@@ -172,7 +164,7 @@ def dgr_variants(model, label: str, dgr_checkpoints: list[str], compare_checkpoi
 def main(argv: list[str] | None = None) -> int:
     try:
         return run_cli(argv)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, FileNotFoundError, ValueError, *cli.USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -188,9 +180,9 @@ def run_cli(argv: list[str] | None = None) -> int:
     expand_paths(args.images, "--images")  # fail on a wrong path before the model is loaded
     expand_paths(args.gt, "--gt")
     model, cfg, meta = load_for_analysis(args.checkpoint, args.branches)
-    size = args.size or (meta.get("input_height"), meta.get("input_width"))
+    size = args.input_size or (meta.get("input_height"), meta.get("input_width"))
     if not all(size):
-        build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --size HEIGHTxWIDTH")
+        build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --input-size HEIGHTxWIDTH")
     height, width = int(size[0]), int(size[1])
     frames = load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale) if args.images else []
     if args.procedural > 0:
@@ -207,6 +199,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         top_k_fraction=args.top_k_fraction,
         max_depth_m=float(cfg.max_depth),
         seed=args.seed,
+        progress=not args.no_progress,
     )
     numbers, figures = analyse(model, frames, options, variants, model_label=label, log=log)
     details = {
