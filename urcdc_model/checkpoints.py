@@ -70,8 +70,8 @@ def read_checkpoint(checkpoint: str | Path, map_location: str | torch.device = "
     if path.suffix == ".safetensors":
         return _read_safetensors(path, map_location)
     if path.suffix.lower() in _EXPORTED_SUFFIXES:
-        raise CheckpointError(f"{path}: {_EXPORTED_SUFFIXES[path.suffix.lower()]}, not a checkpoint; this needs the "
-                              ".safetensors/.ckpt checkpoint it was made from (or 'default')")
+        raise CheckpointError(f"{path}: {_EXPORTED_SUFFIXES[path.suffix.lower()]}, not a checkpoint; pass the "
+                              ".safetensors/.ckpt checkpoint it was made from, or 'default'")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             raw = torch.load(path, map_location=map_location, weights_only=True)

@@ -91,9 +91,7 @@ def run_export(args: argparse.Namespace) -> int:
 
         import_tensorrt()
         require_cuda()
-    source = ModelSource.resolve(args.checkpoint)
-    if source.kind != "checkpoint":
-        raise SystemExit(f"--checkpoint {source.path}: expected a checkpoint (.safetensors/.ckpt), not {source.kind}")
+    source = ModelSource.resolve(args.checkpoint)  # an .onnx/.engine here: load_model says what to pass instead
     LOG.info("loading %s", source.path)
     model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.model_max_depth)
     train_h, train_w = checkpoint_input_size(meta, source.path)

@@ -30,6 +30,7 @@ import torch
 from urcdc_model import cli
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.runtime import DepthRuntime
+from urcdc_model.deploy.sources import ModelSource
 
 SECTION_TITLE = "## Export and runtime (issue 5)"
 BASELINE = "torch"
@@ -218,7 +219,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Benchmark as the parsed CLI arguments say and print (and optionally write) the table."""
     default_variants = "torch,onnxruntime" if args.device == "cpu" else "torch,torch:fp16,onnxruntime,tensorrt:fp16"
     variants = [v.strip() for v in (args.backends or default_variants).split(",") if v.strip()]
-    if BASELINE not in variants:
+    exported = ModelSource.resolve(args.checkpoint).kind != "checkpoint"  # .onnx/.engine: no PyTorch to compare
+    if BASELINE not in variants and not exported:
         variants.insert(0, BASELINE)  # the ratio needs PyTorch eager FP32 in the same run
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -236,7 +238,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
                 skipped.append(f"{variant}: {error}")
                 print(f"skip {variant}: {error}", file=sys.stderr)
         rows = benchmark(runtimes, _bench_frame(*size), args.runs, args.warmup, args.device)
-        baseline[size] = rows[BASELINE].median_ms
+        if BASELINE in rows:
+            baseline[size] = rows[BASELINE].median_ms
         all_rows.extend(rows.values())
 
     machine = machine_description(args.device, args.num_threads or None)
