@@ -113,6 +113,8 @@ def test_default_model_meets_the_accuracy_target_on_held_out_scenes(tmp_path, ca
     assert metrics["abs_rel"] <= 0.12 and metrics["d1"] >= 0.85
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="checkpoint file not found"):
-        main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--dataset", "synthetic", "--num-frames", "1"])
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--dataset", "synthetic",
+                 "--frames", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "missing.safetensors: checkpoint file not found" in err and "\n" not in err

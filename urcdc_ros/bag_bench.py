@@ -375,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "KITTI metrics and uncertainty calibration.", script="urcdc-bag-bench")
     parser.add_argument("--bag", required=True, type=Path,
                         help="rosbag2 folder (mcap/sqlite3), a lone .mcap file or a ROS 1 .bag")
-    parser.add_argument("--output", required=True, type=Path, help="folder for report.json, report.md, PNGs")
-    cli.hidden_alias(parser, "--report", dest="output", type=Path)
+    output = parser.add_mutually_exclusive_group(required=True)  # required, under either spelling
+    output.add_argument("--output", type=Path, help="folder for report.json, report.md, PNGs")
+    cli.hidden_alias(output, "--report", dest="output", type=Path)
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=1.0,
                       help="publish at this multiple of the recorded rate (open loop)")
