@@ -153,16 +153,21 @@ def print_error(error: BaseException | str) -> int:
     return 1
 
 
+# Loggers whose INFO lines announce slow first-use work (ONNX export, TensorRT engine build).
+PROGRESS_LOGGERS = ("urcdc_model.deploy.onnx_export", "urcdc_model.deploy.tensorrt")
+
+
 def show_progress_logs(enabled: bool = True) -> None:
-    """Show our INFO progress lines (e.g. the first-use ONNX export) on stderr, without timestamps."""
-    logger = logging.getLogger("urcdc_model")
-    if not enabled or any(getattr(h, "_urcdc_progress", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler._urcdc_progress = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    """Show the INFO lines of slow first-use steps (ONNX export, engine build) on stderr, without timestamps."""
+    for name in PROGRESS_LOGGERS if enabled else ():
+        logger = logging.getLogger(name)
+        if any(getattr(h, "_urcdc_progress", False) for h in logger.handlers):
+            continue
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._urcdc_progress = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True,

@@ -49,14 +49,16 @@ class StartupError(RuntimeError):
 
 def load_runtime(params: DepthNodeParams) -> Any:
     """The DepthRuntime for ``params``; any failure becomes a one-line StartupError naming the model and the fix."""
+    from urcdc_model.cli import PROGRESS_LOGGERS
     from urcdc_model.deploy.errors import BackendUnavailableError, ModelFileError, one_line
-    from urcdc_model.deploy.onnx_export import LOG as EXPORT_LOG
     from urcdc_model.deploy.runtime import DepthRuntime
 
-    # A first-use ONNX export (seconds to a minute) announces itself at INFO; show it in the node's log.
+    # A first-use ONNX export or engine build (seconds to minutes) announces itself at INFO: show it in the node's log.
     announce = _ForwardToRosLogger(rclpy.logging.get_logger("depth_node"))
-    EXPORT_LOG.addHandler(announce)
-    EXPORT_LOG.setLevel(logging.INFO)
+    progress_loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
+    for logger in progress_loggers:
+        logger.addHandler(announce)
+        logger.setLevel(logging.INFO)
     try:
         return DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
                                       precision=params.precision, input_size=params.input_size,
@@ -67,7 +69,8 @@ def load_runtime(params: DepthNodeParams) -> Any:
         raise StartupError(f"cannot load model '{params.model}' (backend={params.backend}, device={params.device}): "
                            f"{type(error).__name__}: {one_line(error)}") from error
     finally:
-        EXPORT_LOG.removeHandler(announce)
+        for logger in progress_loggers:
+            logger.removeHandler(announce)
 
 
 class _ForwardToRosLogger(logging.Handler):
