@@ -18,6 +18,7 @@ CLIS = {
     "urcdc_model.export": "python -m urcdc_model.export",
     "urcdc_model.deploy.bench": "python -m urcdc_model.bench",
     "urcdc_model.analysis.__main__": "python -m urcdc_model.analysis",
+    "urcdc_model.analysis.dgr_probe": "python -m urcdc_model.analysis.dgr_probe",
     "urcdc_model.uncertainty_check": "python -m urcdc_model.uncertainty_check",
     "urcdc_model.ablation": "python -m urcdc_model.ablation",
     "urcdc_model.train": "python -m urcdc_model.train",

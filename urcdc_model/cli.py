@@ -37,7 +37,7 @@ RUNTIME_MODEL_HELP = ("model to run: 'default' (the embedded nano model), a .saf
 MODEL_MAX_DEPTH_HELP = ("override the model's maximum depth in metres (default: the checkpoint's own; 80 for "
                         "official checkpoints, which store none: use 10 for the official NYU model)")
 NO_FLIP_TTA_HELP = "skip the flip test-time augmentation (half the time, slightly worse depth)"
-INPUT_SIZE_HELP = "network input size HEIGHTxWIDTH, e.g. 352x1216 (default: the size stored with the model)"
+INPUT_SIZE_HELP = "network input size HEIGHTxWIDTH, e.g. 352x1216"
 DEVICE_HELP = "where inference runs"
 BACKEND_HELP = "inference backend; auto = the fastest one installed"
 NUM_THREADS_HELP = "CPU threads for onnxruntime; 0 = all cores"
@@ -112,8 +112,11 @@ def add_no_flip_tta(parser: argparse.ArgumentParser, old_name: str | None = None
         hidden_alias(parser, old_name, dest="no_flip_tta", action="store_true")
 
 
-def add_input_size(parser: argparse.ArgumentParser, old_name: str | None = None) -> None:
-    parser.add_argument("--input-size", type=parse_size, default=None, metavar="HxW", help=INPUT_SIZE_HELP)
+def add_input_size(parser: argparse.ArgumentParser, old_name: str | None = None,
+                   default: tuple[int, int] | None = None) -> None:
+    shown = f"{default[0]}x{default[1]}" if default else "the size stored with the model"
+    parser.add_argument("--input-size", type=parse_size, default=default, metavar="HxW",
+                        help=f"{INPUT_SIZE_HELP} (default: {shown})")
     if old_name:
         hidden_alias(parser, old_name, dest="input_size", type=parse_size)
 

@@ -264,7 +264,7 @@ class _WaitingHint:
                        "None running? Add --launch-node to start one, or --node-namespace to point at yours")
         else:
             message = (f"waiting for the depth node to load its model (up to {left_s:.0f} s more; a model's first "
-                       f"use exports it to ONNX, up to a minute); node log: {self._node_process.log_path}")
+                       f"use may export it to ONNX first, up to a minute); node log: {self._node_process.log_path}")
         print(message, file=sys.stderr, flush=True)
 
 
