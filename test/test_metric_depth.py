@@ -58,7 +58,8 @@ def _street_closed_by_a_wall(seed: int):
 
     scene = make_street_scene(np.random.default_rng([seed, 7]))
     # no vehicles (nothing in front of the wall) and no other cross building
-    scene.boxes = [b for b in scene.boxes if b[6] not in (VEHICLE, GLASS) and not (b[6] == FACADE and b[1] - b[0] > 100)]
+    scene.boxes = [b for b in scene.boxes
+                   if b[6] not in (VEHICLE, GLASS) and not (b[6] == FACADE and b[1] - b[0] > 100)]
     scene.boxes.append((-60.0, 60.0, 0.0, 20.0, WALL_DISTANCE_M, WALL_DISTANCE_M + 15.0, FACADE,
                         np.array([0.6, 0.55, 0.5], np.float32)))
     return scene
