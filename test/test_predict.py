@@ -45,13 +45,15 @@ def test_predict_cli_on_real_kitti_frame(tmp_path, nano_checkpoint, kitti_frame,
     assert cv2.imread(str(preview)).shape == (*depth.shape, 3)
 
 
-def test_predict_cli_kb_crop_no_flip_equals_library(tmp_path, nano_checkpoint, kitti_frame):
-    """An official-layout checkpoint (no metadata: KITTI canonical camera) on the KITTI camera runs the KB
-    crop at its native 352x1216, as the official test script does."""
+@pytest.mark.parametrize("camera", [[], ["--intrinsics", str(KITTI_FOCAL_PX), str(KITTI_FOCAL_PX), str(KITTI_CX_PX),
+                                          str(KITTI_CY_PX)]], ids=["fallback", "kitti-intrinsics"])
+def test_predict_cli_kb_crop_no_flip_equals_library(tmp_path, nano_checkpoint, kitti_frame, camera):
+    """An official-layout checkpoint (no metadata: KITTI canonical camera) runs the KB crop at its native
+    352x1216, as the official test script does: with the fallback (the crop is its training input) and
+    with KITTI's intrinsics."""
     out = tmp_path / "crop.npy"
     assert main(["--checkpoint", str(nano_checkpoint), "--image", str(kitti_frame), "--output", str(out),
-                 "--kb-crop", "--no-flip", "--intrinsics", str(KITTI_FOCAL_PX), str(KITTI_FOCAL_PX),
-                 str(KITTI_CX_PX), str(KITTI_CY_PX)]) == 0
+                 "--kb-crop", "--no-flip", *camera]) == 0
     depth = np.load(out)
     h, w = depth.shape
     top, left = h - 352, (w - 1216) // 2

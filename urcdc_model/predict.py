@@ -39,18 +39,20 @@ def predict_image(runtime: DepthRuntime, rgb: np.ndarray, intrinsics: np.ndarray
     """(depth_m, uncertainty_m), float32 H x W each, for a uint8 RGB image seen by a camera with K ``intrinsics``.
 
     With ``kb_crop`` only the KITTI benchmark window is predicted (0 elsewhere); its K is the frame's
-    shifted by the crop offset (without intrinsics: the fallback of the whole frame, so cropping does
-    not change the focal length the model assumes).
+    shifted by the crop offset. Without intrinsics the crop gets the fallback itself: the KB crop is
+    what official KITTI checkpoints were trained on, so they run it at native size, as the official
+    test script does.
     """
     height, width = rgb.shape[:2]
     if not kb_crop:
         return runtime.infer(rgb, intrinsics, flip_tta=flip_tta)
     top, left = kb_crop_box(height, width)
     crop = np.ascontiguousarray(rgb[top:top + KB_CROP_HEIGHT, left:left + KB_CROP_WIDTH])
-    k = np.array(runtime.canonical.fallback_intrinsics((height, width)) if intrinsics is None else intrinsics,
-                 dtype=np.float64)
-    k[0, 2] -= left
-    k[1, 2] -= top
+    k = None
+    if intrinsics is not None:
+        k = np.array(intrinsics, dtype=np.float64)
+        k[0, 2] -= left
+        k[1, 2] -= top
     depth_crop, uncertainty_crop = runtime.infer(crop, k, flip_tta=flip_tta)
     depth_m = np.zeros((height, width), np.float32)
     uncertainty_m = np.zeros((height, width), np.float32)
