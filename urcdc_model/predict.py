@@ -133,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         runtime = DepthRuntime.from_path(args.checkpoint, backend=args.backend, device=args.device,
                                          max_depth=args.max_depth, warmup_runs=0)
         if intrinsics is None:
-            fallback = runtime.canonical.fallback_intrinsics(rgb.shape[:2])
+            net_frame_hw = (KB_CROP_HEIGHT, KB_CROP_WIDTH) if args.kb_crop else rgb.shape[:2]
+            fallback = runtime.canonical.fallback_intrinsics(net_frame_hw)
             print(f"predict: no --intrinsics/--camera-info: assuming the training images' field of view "
-                  f"(fx = fy = {fallback[0, 0]:.1f} px for this {rgb.shape[1]}-px-wide image); "
-                  "depth is metric only if the camera matches", file=sys.stderr)
+                  f"(fx = fy = {fallback[0, 0]:.1f} px for this {net_frame_hw[1]}-px-wide "
+                  f"{'crop' if args.kb_crop else 'image'}); depth is metric only if the camera matches",
+                  file=sys.stderr)
         depth_m, _ = predict_image(runtime, rgb, intrinsics, flip_tta=not args.no_flip, kb_crop=args.kb_crop)
     except (FileNotFoundError, CheckpointError, BackendUnavailableError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
