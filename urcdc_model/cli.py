@@ -113,10 +113,15 @@ def add_no_flip_tta(parser: argparse.ArgumentParser, old_name: str | None = None
 
 
 def add_input_size(parser: argparse.ArgumentParser, old_name: str | None = None,
-                   default: tuple[int, int] | None = None) -> None:
-    shown = f"{default[0]}x{default[1]}" if default else "the size stored with the model"
-    parser.add_argument("--input-size", type=parse_size, default=default, metavar="HxW",
-                        help=f"{INPUT_SIZE_HELP} (default: {shown})")
+                   default: tuple[int, int] | None = None, pins: bool = False) -> None:
+    """``--input-size HxW``. ``pins``: for tools that run DepthRuntime, which otherwise sizes the network
+    per camera; the others default to the checkpoint's training size."""
+    if pins:
+        text = f"{INPUT_SIZE_HELP}, the same for every frame (frames are fitted in, aspect kept; default: sized per camera)"
+    else:
+        shown = f"{default[0]}x{default[1]}" if default else "the size stored with the model"
+        text = f"{INPUT_SIZE_HELP} (default: {shown})"
+    parser.add_argument("--input-size", type=parse_size, default=default, metavar="HxW", help=text)
     if old_name:
         hidden_alias(parser, old_name, dest="input_size", type=parse_size)
 

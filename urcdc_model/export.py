@@ -23,6 +23,7 @@ from urcdc_model import cli
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.errors import BackendUnavailableError, ExportVerificationError
 from urcdc_model.deploy.files import default_cache_dir, file_sha256
+from urcdc_model.deploy.geometry import canonical_camera_from_meta
 from urcdc_model.deploy.graph import DeployModel
 from urcdc_model.deploy.onnx_export import ONNX_OPSET, export_verified_onnx, list_images
 from urcdc_model.deploy.sources import ModelSource, checkpoint_input_size
@@ -94,11 +95,14 @@ def run_export(args: argparse.Namespace) -> int:
     source = ModelSource.resolve(args.checkpoint)  # an .onnx/.engine here: load_model says what to pass instead
     LOG.info("loading %s", source.path)
     model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.model_max_depth)
-    train_h, train_w = checkpoint_input_size(meta, source.path)
-    height, width = (args.height, args.width) if args.height else (train_h, train_w)
+    official = "input_height" not in meta  # official .ckpt files carry no metadata
+    train_size = (0, 0) if official else checkpoint_input_size(meta, source.path)
+    canonical = canonical_camera_from_meta(meta, train_size, cfg.max_depth, official=official)
+    height, width = (args.height, args.width) if args.height else canonical.train_size
     deploy = DeployModel(model, max_depth=cfg.max_depth).eval()
     sha = file_sha256(source.path)
-    metadata = {"urcdc.checkpoint_sha256": sha, "urcdc.train_height": train_h, "urcdc.train_width": train_w,
+    metadata = {"urcdc.checkpoint_sha256": sha, "urcdc.train_height": canonical.train_size[0],
+                "urcdc.train_width": canonical.train_size[1], "urcdc.canonical_focal_px": canonical.focal_px,
                 "urcdc.config": json.dumps(cfg.to_dict())}
     verify = list_images(args.verify_images, limit=4) if args.verify_images else None
 

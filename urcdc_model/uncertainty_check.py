@@ -42,7 +42,7 @@ def calibration_table(runtime: DepthRuntime, frames: int, num_bins: int = 5, see
     uncertainties, errors = [], []
     for i in range(frames):
         frame = render_frame(start + i, kind="street", height=height, width=width, max_depth_m=runtime.max_depth)
-        depth_m, uncertainty_m = runtime.infer(frame.rgb)
+        depth_m, uncertainty_m = runtime.infer(frame.rgb, intrinsics=frame.intrinsics)
         valid = (frame.depth_m > 0) & (frame.depth_m < frame.max_depth_m - 1e-3)
         uncertainties.append(uncertainty_m[valid])
         errors.append(np.abs(depth_m[valid] - frame.depth_m[valid]))

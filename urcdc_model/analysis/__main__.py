@@ -17,6 +17,7 @@ import torch
 from urcdc_model import cli
 from urcdc_model.checkpoints import CheckpointError, load_model, resolve_checkpoint
 from urcdc_model.data.synthetic import HELD_OUT_SEED
+from urcdc_model.deploy.geometry import CanonicalCamera, canonical_camera_from_meta
 
 from .branches import parse_branches
 from .dgr_variants import dgr_modules, trained_dgr_modules, without_dgr
@@ -81,6 +82,13 @@ def load_for_analysis(checkpoint: str, branches: list[str]):
             raise CheckpointError(f"{exc}; analyse it with --branches transformer") from exc
         raise
     return model.eval(), cfg, meta or {}
+
+
+def model_canonical_camera(meta: dict, cfg, analysis_hw: tuple[int, int]) -> CanonicalCamera:
+    """The checkpoint's canonical camera, as DepthRuntime derives it (official checkpoints record no size)."""
+    official = "input_height" not in meta
+    train_hw = analysis_hw if official else (int(meta["input_height"]), int(meta["input_width"]))
+    return canonical_camera_from_meta(meta, train_hw, float(cfg.max_depth), official)
 
 
 def file_sha256(path: Path) -> str:
@@ -184,10 +192,15 @@ def run_cli(argv: list[str] | None = None) -> int:
     if not all(size):
         build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --input-size HEIGHTxWIDTH")
     height, width = int(size[0]), int(size[1])
-    frames = load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale) if args.images else []
+    canonical = model_canonical_camera(meta, cfg, (height, width))
+    frames = (load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale, canonical=canonical)
+              if args.images else [])
     if args.procedural > 0:
         frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind,
-                                    seed=args.procedural_seed)
+                                    seed=args.procedural_seed, canonical=canonical)
+    log(f"input plan: canonical focal {canonical.focal_px:.1f} px; "
+        + ", ".join(sorted({f"{f.group}: " + ("fallback field of view" if f.plan.fallback else "intrinsics")
+                            for f in frames})))
     label = checkpoint_label(args.checkpoint)
     variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, args.compare_checkpoints,
                                       args.branches, log)

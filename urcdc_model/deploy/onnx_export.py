@@ -110,6 +110,8 @@ def read_onnx_metadata(path: str | Path) -> dict:
         for key in ("train_height", "train_width"):
             if f"urcdc.{key}" in props:
                 meta[key] = int(props[f"urcdc.{key}"])
+        if "urcdc.canonical_focal_px" in props:
+            meta["canonical_focal_px"] = float(props["urcdc.canonical_focal_px"])
     except ValueError as exc:
         raise ModelFileError(f"{path}: unreadable urcdc metadata ({exc}); {REEXPORT_HINT}") from exc
     meta["checkpoint_sha256"] = props.get("urcdc.checkpoint_sha256")
@@ -242,16 +244,21 @@ def onnx_cache_path(cache_dir: Path, checkpoint_sha256: str, height: int, width:
 
 
 def cached_onnx_export(deploy_model: DeployModel, checkpoint_path: Path, height: int, width: int,
-                       max_depth: float, cache_dir: Path) -> Path:
-    """The verified ONNX for a checkpoint at H×W, exported on first use and reused afterwards."""
+                       max_depth: float, cache_dir: Path, metadata: dict | None = None) -> Path:
+    """The verified ONNX for a checkpoint at H×W, exported on first use and reused afterwards.
+
+    ``metadata``: extra ``urcdc.*`` properties (training size, canonical focal length) stored in the file.
+    """
     sha = file_sha256(checkpoint_path)
     path = onnx_cache_path(Path(cache_dir), sha, height, width, max_depth)
     if path.is_file():
         return path
+    # WARNING so any caller shows it without configuring logging: a first use pauses for seconds to a minute
     params_m = sum(p.numel() for p in deploy_model.parameters()) / 1e6
-    LOG.info("first use of %s at %dx%d: exporting it to ONNX and verifying it (%.1f M parameters; up to a minute "
-             "on a CPU, once: cached as %s)", checkpoint_path.name, height, width, params_m, path)
+    LOG.warning("first use of %s at %dx%d (usually a new camera): exporting it to ONNX and verifying it "
+                "(%.1f M parameters; up to a minute on a CPU), cached afterwards in %s", checkpoint_path.name,
+                height, width, params_m, path.parent)
     export_verified_onnx(deploy_model, path, height, width,
                          metadata={"urcdc.checkpoint_sha256": sha, "urcdc.train_height": height,
-                                   "urcdc.train_width": width})
+                                   "urcdc.train_width": width, **(metadata or {})})
     return path
