@@ -168,7 +168,7 @@ def _cli_cases(tmp: Path, image: Path) -> dict:
     }
 
 
-RUNTIME_CLIS = ("bench", "uncertainty_check")  # they take .onnx files too
+RUNTIME_CLIS = ("bench", "uncertainty_check", "predict", "evaluate")  # through DepthRuntime: .onnx files reach it
 
 
 @pytest.mark.parametrize("cli_name", ("predict", "evaluate", "export", "bench", "analysis", "uncertainty_check"))

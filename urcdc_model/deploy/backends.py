@@ -184,8 +184,8 @@ def choose_backend(requested: str, device: str, source_kind: str) -> str:
     if requested != "auto":
         if requested not in candidates:
             raise BackendUnavailableError(
-                f"backend='{requested}' cannot run {_KIND_NAMES[source_kind]} on device='{device}' "
-                f"(possible: {', '.join(candidates)})")
+                f"backend='{requested}' cannot run {_KIND_NAMES[source_kind]} on device='{device}'; pass "
+                f"backend {' or '.join(repr(c) for c in candidates)}, or a checkpoint for backend='{requested}'")
         return requested
     for name in candidates:
         if _installed(name, device):

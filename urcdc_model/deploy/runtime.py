@@ -29,6 +29,7 @@ import torch
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.backends import (PRECISIONS, Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend,
                                          choose_backend)
+from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.files import default_cache_dir
 from urcdc_model.deploy.geometry import CanonicalCamera, InputPlan, canonical_camera_from_meta, plan_input
 from urcdc_model.deploy.graph import DeployModel
@@ -103,7 +104,12 @@ class DepthRuntime:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
         source = ModelSource.resolve(path)
-        chosen = choose_backend(backend, device, source.kind)
+        try:
+            chosen = choose_backend(backend, device, source.kind)
+        except BackendUnavailableError:
+            if source.kind == "onnx":
+                read_onnx_metadata(source.path)  # a bad file is the first thing to fix: say so (ModelFileError)
+            raise
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if input_size is not None:
             input_size = check_input_size(input_size)
