@@ -12,7 +12,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, DistributedSampler, default_collate
 
 from urcdc_model.data.transforms import AugmentConfig
@@ -77,49 +76,41 @@ def canonical_camera(data: DataSection) -> CanonicalCamera:
     return CanonicalCamera(float(focal_px), (data.height, data.width))
 
 
-def _window(tensor: torch.Tensor, top: int, left: int, height: int, width: int, mode: str) -> torch.Tensor:
-    """C,H,W → C,height,width: the window at (top, left), padded where it leaves the tensor."""
-    cropped = tensor[:, max(top, 0):top + height, max(left, 0):left + width]
-    pad_top, pad_left = max(-top, 0), max(-left, 0)
-    pad = (pad_left, width - cropped.shape[2] - pad_left, pad_top, height - cropped.shape[1] - pad_top)
-    if not any(pad):
-        return cropped
-    if mode == "replicate":
-        return F.pad(cropped[None], pad, mode="replicate")[0]
-    return F.pad(cropped, pad)
-
-
 def _window_origin(size: int, window: int) -> int:
-    """Random window start along one axis; negative (centred-ish padding) when the window is larger."""
-    if size >= window:
-        return int(torch.randint(0, size - window + 1, ()))
-    return -int(torch.randint(0, window - size + 1, ()))
+    """Random window start along one axis (the window is never larger than the sample)."""
+    return int(torch.randint(0, size - window + 1, ()))
 
 
 class WindowCollate:
     """Batches network-size samples of different sizes: one training window per batch, random place.
 
-    Samples larger than the window are cropped, smaller ones padded (image edge-replicated as the
-    inference plan pads, depth 0 = no ground truth). Varying the window between batches shows the
-    network the input sizes and aspect ratios inference gives it (the PSP head pools globally).
+    Varying the window between batches shows the network the input sizes and aspect ratios inference
+    gives it (the PSP head pools globally, and a network trained only at one size is biased at others).
+    The window shrinks to the smallest sample of the batch instead of padding it: inference pads at
+    most stride − 1 pixels, so large padded areas would be a kind of input it never sees. Windows of
+    more than ``max_batch_pixels`` / batch pixels keep fewer samples (at least one), so a step costs
+    about the same at every window size.
     """
 
-    def __init__(self, window_sizes: list[tuple[int, int]]):
+    def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None):
         if not window_sizes:
             raise ValueError("WindowCollate needs at least one window size")
         self.window_sizes = [(int(h), int(w)) for h, w in window_sizes]
+        self.max_batch_pixels = max_batch_pixels
 
     def __call__(self, samples: list[dict]) -> dict:
         height, width = self.window_sizes[int(torch.randint(0, len(self.window_sizes), ()))]
+        if self.max_batch_pixels:
+            samples = samples[:max(1, self.max_batch_pixels // (height * width))]
+        height = min([height] + [sample["image"].shape[1] for sample in samples])
+        width = min([width] + [sample["image"].shape[2] for sample in samples])
         batch = []
         for sample in samples:
             top = _window_origin(sample["image"].shape[1], height)
             left = _window_origin(sample["image"].shape[2], width)
-            windowed = dict(sample)
-            for key in ("image", "image_cnn"):
-                windowed[key] = _window(sample[key], top, left, height, width, "replicate")
-            windowed["depth"] = _window(sample["depth"], top, left, height, width, "constant")
-            batch.append(windowed)
+            window = (slice(None), slice(top, top + height), slice(left, left + width))
+            batch.append({key: value[window] if key in ("image", "image_cnn", "depth") else value
+                          for key, value in sample.items()})
         return default_collate(batch)
 
 
