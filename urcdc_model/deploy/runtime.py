@@ -18,14 +18,15 @@ import cv2
 import numpy as np
 import torch
 
-from urcdc_model.deploy.backends import (PRECISIONS, OnnxRuntimeBackend, TensorRTBackend, TorchBackend, Backend,
-                                         choose_backend)
+from urcdc_model.deploy.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend, Backend, choose_backend
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.files import default_cache_dir
 from urcdc_model.deploy.graph import DeployModel
-from urcdc_model.deploy.onnx_export import cached_onnx_export, read_onnx_metadata
+from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.onnx_export import ONNX_OPSET, cached_onnx_export, read_onnx_metadata
+from urcdc_model.deploy.precision import PRECISIONS, cached_converted_onnx
 from urcdc_model.deploy.sources import ModelSource, check_input_size, checkpoint_input_size, onnx_run_size
-from urcdc_model.deploy.tensorrt import cached_engine_build, read_engine_metadata
+from urcdc_model.deploy.tensorrt import cached_engine_build, read_engine_metadata, tensorrt_opset
 from urcdc_model.preprocessing import normalize_rgb_array
 
 LOG = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class DepthRuntime:
             path: a checkpoint (.safetensors, official .ckpt), "default", an exported .onnx or a TensorRT engine.
             backend: "auto" (fastest available) | "torch" | "onnxruntime" | "tensorrt".
             device: "cpu" | "cuda".
-            precision: "fp32" | "fp16" (GPU) | "int8" (TensorRT, calibrated at build time).
+            precision: "fp32" | "fp16" | "int8". An exported FP16/INT8 .onnx runs at its own precision;
+                from a checkpoint or FP32 .onnx, fp16 is derived (and cached), int8 needs the calibrated
+                Q/DQ .onnx from ``python -m urcdc_model.export --precision int8 --calib-images DIR``.
             input_size: (height, width) to run the network at; default: the checkpoint's training size.
             max_depth: override the model's max depth in metres (checkpoints only).
             cache_dir: where exported ONNX models / engines are cached (default: :func:`default_cache_dir`).
@@ -112,9 +115,11 @@ class DepthRuntime:
             if num_threads:
                 torch.set_num_threads(num_threads)
             return cls(TorchBackend(deploy, device, precision), size, max_depth_m, device, precision)
+        opset = tensorrt_opset() if backend == "tensorrt" else ONNX_OPSET
         onnx_path = cached_onnx_export(deploy, checkpoint_path=path, height=size[0], width=size[1],
-                                       max_depth=max_depth_m, cache_dir=cache)
+                                       max_depth=max_depth_m, cache_dir=cache, opset=opset)
         if backend == "onnxruntime":
+            onnx_path = _onnxruntime_model(onnx_path, "fp32", precision, cache, size)
             engine = OnnxRuntimeBackend(onnx_path, device, precision, cache, num_threads)
             return cls(engine, size, max_depth_m, device, precision)
         engine_path = cached_engine_build(onnx_path, height=size[0], width=size[1], precision=precision,
@@ -126,7 +131,13 @@ class DepthRuntime:
                    input_size: tuple[int, int] | None, cache: Path, num_threads: int | None) -> "DepthRuntime":
         meta = read_onnx_metadata(path)
         size = onnx_run_size(meta, input_size, path)
+        if meta["precision"] != "fp32":
+            if precision not in ("fp32", meta["precision"]):  # fp32 is the default: "not asked"
+                raise ValueError(f"{path} is a {meta['precision']} model; precision='{precision}' was asked "
+                                 "(pass the FP32 export to run another precision)")
+            precision = meta["precision"]
         if backend == "onnxruntime":
+            path = _onnxruntime_model(path, meta["precision"], precision, cache, size)
             engine = OnnxRuntimeBackend(path, device, precision, cache, num_threads)
             return cls(engine, size, meta["max_depth"], device, precision)
         engine_path = cached_engine_build(path, height=size[0], width=size[1], precision=precision,
@@ -166,6 +177,19 @@ class DepthRuntime:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _onnxruntime_model(onnx_path: Path, file_precision: str, precision: str, cache: Path,
+                       size: tuple[int, int]) -> Path:
+    """The ONNX onnxruntime runs for ``precision``: the file itself, or its cached FP16 conversion."""
+    if precision == file_precision:
+        return onnx_path
+    if precision == "fp16":
+        return cached_converted_onnx(onnx_path, "fp16", cache, size)
+    raise BackendUnavailableError(
+        "precision='int8' runs a Q/DQ ONNX calibrated on your camera's images: `python -m urcdc_model.export "
+        "--checkpoint CKPT --format onnx --precision int8 --calib-images DIR --output model_int8.onnx`, then "
+        "DepthRuntime.from_path('model_int8.onnx', backend='onnxruntime')")
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
