@@ -155,26 +155,26 @@ def format_table(rows: list[BenchRow], baseline: dict[tuple[int, int], float]) -
     return "\n".join(lines)
 
 
-def write_benchmarks_md(path: Path, subsection_title: str, body: str) -> None:
-    """Replace (or add) ``### subsection_title`` inside this module's ``## `` section of the shared file."""
+def write_benchmarks_md(path: Path, subsection_title: str, body: str, section: str = SECTION_TITLE) -> None:
+    """Replace (or add) ``### subsection_title`` inside the ``## section`` (default: this module's) of the file."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n\nMeasured numbers, with the commands that produced them.\n"
     subsection = f"### {subsection_title}\n\n{body.strip()}\n"
-    if SECTION_TITLE not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{subsection}"
+    if section not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n\n{subsection}"
     else:
-        start = text.index(SECTION_TITLE)
-        next_section = text.find("\n## ", start + len(SECTION_TITLE))
+        start = text.index(section)
+        next_section = text.find("\n## ", start + len(section))
         end = len(text) if next_section < 0 else next_section + 1
-        section = text[start:end]
+        block = text[start:end]
         header = f"### {subsection_title}\n"
-        if header in section:
-            s = section.index(header)
-            nxt = section.find("\n### ", s + len(header))
-            e = len(section) if nxt < 0 else nxt + 1
-            section = section[:s] + subsection + ("\n" if nxt >= 0 else "") + section[e:].lstrip("\n")
+        if header in block:
+            s = block.index(header)
+            nxt = block.find("\n### ", s + len(header))
+            e = len(block) if nxt < 0 else nxt + 1
+            block = block[:s] + subsection + ("\n" if nxt >= 0 else "") + block[e:].lstrip("\n")
         else:
-            section = section.rstrip("\n") + "\n\n" + subsection
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
+            block = block.rstrip("\n") + "\n\n" + subsection
+        text = text[:start] + block.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
     path.write_text(text)
 
 
