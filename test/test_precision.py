@@ -145,4 +145,4 @@ def test_outside_the_budget_nothing_is_written(monkeypatch, tmp_path, capsys):
 def test_calibration_preprocessing_matches_the_runtime(models, frame_hw, tmp_path):
     runtime = DepthRuntime.from_path(models["fp32"], backend="onnxruntime", cache_dir=tmp_path, warmup_runs=0)
     frame = render_frame(3, kind="street", height=frame_hw[0], width=frame_hw[1]).rgb
-    np.testing.assert_array_equal(prepare_image(frame, *INPUT_HW), runtime.preprocess(frame))
+    np.testing.assert_array_equal(prepare_image(frame, *INPUT_HW), runtime.preprocess(frame)[0])

@@ -98,16 +98,21 @@ def test_onnxruntime_path_never_calls_torch(ort_runtime, frame, monkeypatch):
 
     for name in ("from_numpy", "tensor", "as_tensor"):
         monkeypatch.setattr(torch, name, no_torch)
-    image = ort_runtime.preprocess(frame)
-    assert isinstance(image, np.ndarray) and image.dtype == np.float32 and image.shape == (1, 3, *INPUT_HW)
+    image, plan = ort_runtime.preprocess(frame)
+    assert isinstance(image, np.ndarray) and image.dtype == np.float32 and image.shape == (1, 3, *plan.network_hw)
     depth, uncertainty = ort_runtime.infer(frame)
     assert depth.shape == uncertainty.shape == frame.shape[:2] and np.isfinite(depth).all()
 
 
-def test_onnx_export_is_cached_per_checkpoint_and_size(nano_checkpoint, cache_dir, ort_runtime, monkeypatch):
-    cached = list((cache_dir / "onnx").glob("*.onnx"))
-    assert len(cached) == 1 and f"{INPUT_HW[0]}x{INPUT_HW[1]}" in cached[0].name
-    graph = onnx.load(str(cached[0]), load_external_data=False).graph
+def test_onnx_export_is_cached_per_checkpoint_and_network_size(nano_checkpoint, cache_dir, ort_runtime, frame,
+                                                                monkeypatch):
+    """Static exports, one per network size: the warm-up's and each camera's, made once and reused."""
+    network_hw = ort_runtime.plan(frame.shape[:2]).network_hw
+    ort_runtime.infer(frame)
+    cached = {p.name.split("_")[1]: p for p in (cache_dir / "onnx").glob("*.onnx")}
+    assert set(cached) == {f"{INPUT_HW[0]}x{INPUT_HW[1]}", f"{network_hw[0]}x{network_hw[1]}"}
+    warmup_export = cached[f"{INPUT_HW[0]}x{INPUT_HW[1]}"]
+    graph = onnx.load(str(warmup_export), load_external_data=False).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, *INPUT_HW]  # static
     assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["depth", "uncertainty"]
 
@@ -116,10 +121,14 @@ def test_onnx_export_is_cached_per_checkpoint_and_size(nano_checkpoint, cache_di
 
     monkeypatch.setattr(export_mod, "export_verified_onnx", no_export)
     again = DepthRuntime.from_path(nano_checkpoint, backend="onnxruntime", cache_dir=cache_dir, warmup_runs=0)
-    assert again.input_size == INPUT_HW
-    # An exported .onnx also loads directly, with its size and max depth read from the file.
-    direct = DepthRuntime.from_path(cached[0], backend="auto", warmup_runs=0)
-    assert (direct.backend, direct.input_size, direct.max_depth) == ("onnxruntime", INPUT_HW, 80.0)
+    again.infer(frame)
+    assert again.input_size == INPUT_HW and again.network_size is None
+    # An exported .onnx also loads directly, with its size, max depth and canonical camera read from the file.
+    direct = DepthRuntime.from_path(warmup_export, backend="auto", warmup_runs=0)
+    assert (direct.backend, direct.network_size, direct.max_depth) == ("onnxruntime", INPUT_HW, 80.0)
+    assert direct.canonical == ort_runtime.canonical
+    depth_direct, _ = direct.infer(frame)  # fitted into the static size, still metric
+    assert depth_direct.shape == frame.shape[:2] and np.isfinite(depth_direct).all()
 
 
 def test_auto_picks_onnxruntime_on_cpu(nano_checkpoint, cache_dir):
@@ -186,7 +195,7 @@ def test_infer_rejects_non_uint8_rgb(torch_runtime):
 
 def test_onnx_file_cannot_run_on_torch_backend(ort_runtime, cache_dir):
     onnx_path = next((cache_dir / "onnx").glob("*.onnx"))
-    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run a onnx file"):
+    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run an ONNX model"):
         DepthRuntime.from_path(onnx_path, backend="torch")
 
 

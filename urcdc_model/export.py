@@ -23,9 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.errors import BackendUnavailableError, ExportVerificationError
 from urcdc_model.deploy.files import default_cache_dir, file_sha256
+from urcdc_model.deploy.geometry import canonical_camera_from_meta
 from urcdc_model.deploy.graph import DeployModel
 from urcdc_model.deploy.onnx_export import ONNX_OPSET, export_verified_onnx, list_images
 from urcdc_model.deploy.precision import INT8_TARGETS, PRECISIONS
@@ -34,9 +36,9 @@ from urcdc_model.deploy.sources import ModelSource, checkpoint_input_size
 LOG = logging.getLogger(__name__)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors / official .ckpt) or 'default'")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.export", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser)
     parser.add_argument("--format", choices=("onnx", "tensorrt", "torch-tensorrt"), default="onnx",
                         help="onnx: verified ONNX; tensorrt: verified engine built from the ONNX with the "
                              "TensorRT builder; torch-tensorrt: a torch_tensorrt-compiled ExportedProgram (.ep)")
@@ -45,9 +47,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "int8: explicit Q/DQ calibrated on --calib-images")
     parser.add_argument("--fp16", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision fp16
     parser.add_argument("--int8", action="store_true", help=argparse.SUPPRESS)  # old spelling of --precision int8
-    parser.add_argument("--height", type=int, help="input height (default: the checkpoint's training size)")
-    parser.add_argument("--width", type=int, help="input width (default: the checkpoint's training size)")
-    parser.add_argument("--max-depth", type=float, help="override the model's max depth in metres")
+    cli.add_input_size(parser)
+    cli.hidden_alias(parser, "--height", dest="height", type=int)  # old spelling of --input-size, in two parts
+    cli.hidden_alias(parser, "--width", dest="width", type=int)
+    cli.add_model_max_depth(parser, old_name="--max-depth")
     parser.add_argument("--calib-images", type=Path, help="folder of images from the deployment camera (INT8)")
     parser.add_argument("--calib-limit", type=int, default=64, help="at most this many calibration images")
     parser.add_argument("--int8-target", choices=INT8_TARGETS, default=None,
@@ -62,6 +65,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "TensorRT parses: 16 below 8.6, which has no LayerNormalization)")
     parser.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit")
     parser.add_argument("--output", type=Path, required=True, help="file to write (.onnx / .engine / .ep)")
+    cli.add_no_progress(parser)
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     aliases = [p for p, flag in (("fp16", args.fp16), ("int8", args.int8)) if flag]
     if len(aliases) > 1 or (aliases and args.precision not in (None, aliases[0])):
@@ -75,16 +84,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--int8-target is for --format onnx --precision int8 (--format tensorrt uses tensorrt)")
     if args.opset is not None and not 13 <= args.opset <= 20:
         parser.error("--opset must be between 13 and 20 (17 recommended)")
-    if (args.height is None) != (args.width is None):
-        parser.error("give both --height and --width, or neither")
+    height, width = getattr(args, "height", None), getattr(args, "width", None)
+    if (height is None) != (width is None):
+        parser.error("give both --height and --width, or neither (or --input-size HxW)")
+    args.height, args.width = args.input_size or (height, width)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: errors a user can fix (paths, missing packages, bad checkpoints) print one line, exit 2;
     a model outside its verification budget prints one line and exits 1 (nothing written)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.no_progress else logging.INFO, format="%(message)s")
     try:
         return run_export(args)
     except ExportVerificationError as error:
@@ -105,12 +116,13 @@ def run_export(args: argparse.Namespace) -> int:
         caps = installed_capabilities()
     calib_paths = list_images(args.calib_images, limit=args.calib_limit) if args.calib_images else None
     verify_paths = list_images(args.verify_images, limit=4) if args.verify_images else None
-    source = ModelSource.resolve(args.checkpoint)
-    if source.kind != "checkpoint":
-        raise ValueError(f"--checkpoint {source.path}: expected a checkpoint (.safetensors/.ckpt), not {source.kind}")
-    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.max_depth)
-    train_h, train_w = checkpoint_input_size(meta, source.path)
-    height, width = (args.height, args.width) if args.height else (train_h, train_w)
+    source = ModelSource.resolve(args.checkpoint)  # an .onnx/.engine here: load_model says what to pass instead
+    LOG.info("loading %s", source.path)
+    model, cfg, meta = load_model(source.path, with_cnn=False, map_location="cpu", max_depth=args.model_max_depth)
+    official = "input_height" not in meta  # official .ckpt files carry no metadata
+    train_size = (0, 0) if official else checkpoint_input_size(meta, source.path)
+    canonical = canonical_camera_from_meta(meta, train_size, cfg.max_depth, official=official)
+    height, width = (args.height, args.width) if args.height else canonical.train_size
     deploy = DeployModel(model, max_depth=cfg.max_depth).eval()
 
     if args.format == "torch-tensorrt":
@@ -121,8 +133,9 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
 
     opset = args.opset or (caps.onnx_opset if caps else ONNX_OPSET)
-    metadata = {"urcdc.checkpoint_sha256": file_sha256(source.path), "urcdc.train_height": train_h,
-                "urcdc.train_width": train_w, "urcdc.config": json.dumps(cfg.to_dict())}
+    metadata = {"urcdc.checkpoint_sha256": file_sha256(source.path), "urcdc.train_height": canonical.train_size[0],
+                "urcdc.train_width": canonical.train_size[1], "urcdc.canonical_focal_px": canonical.focal_px,
+                "urcdc.config": json.dumps(cfg.to_dict())}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.output.parent, prefix=".urcdc-export.") as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"

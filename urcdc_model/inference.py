@@ -1,6 +1,7 @@
 """Forward pass with the official flip test-time augmentation (``post_process_depth``)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -9,18 +10,34 @@ FLIP_BLEND_START = 0.05
 FLIP_BLEND_SLOPE = 20.0
 
 
+def flip_blend_weights(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column weights (of the flipped-back map, of the plain map) of the official border blend.
+
+    The left border comes from the flipped pass, the right border from the plain pass (each pass's
+    own left border is the one it saw with context on one side only), the middle is the mean.
+    """
+    xs = np.linspace(0.0, 1.0, width, dtype=np.float32)
+    mask = 1.0 - np.clip(FLIP_BLEND_SLOPE * (xs - FLIP_BLEND_START), 0.0, 1.0)
+    return mask, mask[::-1].copy()
+
+
+def _blend(pred, flipped_back, mask, mask_hat):
+    return mask_hat * pred + mask * flipped_back + (1.0 - mask - mask_hat) * (0.5 * (pred + flipped_back))
+
+
 def flip_blend(pred: torch.Tensor, pred_from_flipped: torch.Tensor) -> torch.Tensor:
     """Official ``post_process_depth``: border-blended mean of a map and the un-flipped flipped-input map.
 
     pred, pred_from_flipped: B,C,H,W; the second is the prediction for the flipped image (not yet flipped back).
     """
-    b, c, h, w = pred.shape
-    flipped_back = torch.flip(pred_from_flipped, [3])
-    mean = 0.5 * (pred + flipped_back)
-    xs = torch.linspace(0.0, 1.0, w, device=pred.device, dtype=pred.dtype).repeat(b, c, h, 1)
-    mask = 1.0 - torch.clamp(FLIP_BLEND_SLOPE * (xs - FLIP_BLEND_START), 0.0, 1.0)
-    mask_hat = torch.flip(mask, [3])
-    return mask_hat * pred + mask * flipped_back + (1.0 - mask - mask_hat) * mean
+    mask, mask_hat = (torch.from_numpy(w).to(pred.device, pred.dtype) for w in flip_blend_weights(pred.shape[-1]))
+    return _blend(pred, torch.flip(pred_from_flipped, [3]), mask, mask_hat)
+
+
+def flip_blend_array(pred: np.ndarray, pred_from_flipped: np.ndarray) -> np.ndarray:
+    """``flip_blend`` on NumPy maps (…, W), for backends that never touch torch."""
+    mask, mask_hat = flip_blend_weights(pred.shape[-1])
+    return _blend(pred, pred_from_flipped[..., ::-1], mask, mask_hat).astype(np.float32, copy=False)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_state_dict, load_swin_imagenet, read_checkpoint, save_model
 from urcdc_model.losses import URCDCLoss
 from urcdc_model.models import URCDCDepth
@@ -364,9 +365,8 @@ class Trainer:
         return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.train", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.train", __doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="training config YAML (config/model/*.yaml)")
     parser.add_argument("--output", default=None, help="output folder (default runs/<config name>)")
     parser.add_argument("--max-steps", type=int, default=None,
@@ -375,9 +375,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="continue from OUTPUT/checkpoints/last.pt at the same step, optimiser and RNG state")
     parser.add_argument("--stop-at-step", type=int, default=None,
                         help="stop with a checkpoint at this step without changing the schedule (time-boxed jobs)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where training runs (default: cuda when available)")
+    cli.add_no_progress(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
+from urcdc_model import cli
 from urcdc_model.data import calib as kitti_calib
 
 # Humble's definitions: the oldest distro we support, identical for these types in Jazzy and Kilted.
@@ -440,8 +441,8 @@ def _ground_truth_m(source: str, image_path: Path, drive_dir: Path, gt_dir: Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="urcdc-kitti2bag", description="Write a KITTI raw _sync drive as a rosbag2 (kitti2bag topic names).")
+    parser = cli.new_parser("urcdc_ros.kitti_to_bag", "Write a KITTI raw _sync drive as a rosbag2 (kitti2bag topic "
+                            "names).", script="urcdc-kitti2bag")
     parser.add_argument("--drive", required=True, type=Path,
                         help="drive folder <root>/<date>/<date>_drive_XXXX_sync (calibration files in <root>/<date>)")
     parser.add_argument("--output", required=True, type=Path, help="bag folder to create (must not exist)")
@@ -453,11 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="annotated GT folder when it lives outside the drive "
                              "(data_depth_annotated/train/<drive>/proj_depth/groundtruth/image_02)")
     parser.add_argument("--cameras", type=_parse_cameras, default=(2,),
-                        help="KITTI cameras, comma separated: 0, 1 grey; 2 left colour; 3 right colour (default 2)")
+                        help="KITTI cameras, comma separated: 0, 1 grey; 2 left colour; 3 right colour (default: 2)")
     parser.add_argument("--no-velodyne", dest="velodyne", action="store_false",
                         help="leave /kitti/velo/pointcloud out (it is written when the drive has velodyne_points)")
-    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sensor")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+                        help="use only the first N frames (of each sensor)")
+    cli.add_no_progress(parser, old_name="--quiet")
     return parser
 
 
@@ -469,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = convert_drive(args.drive, args.output, storage=args.storage, gt=args.gt, cameras=args.cameras,
                                 velodyne=args.velodyne, max_frames=args.max_frames, gt_dir=args.gt_dir,
-                                progress=not args.quiet)
+                                progress=not args.no_progress)
     except DriveError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ at start (model, backend, QoS, transport); the rest can be changed with `ros2 pa
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -131,7 +132,7 @@ def check_value(name: str, value: Any) -> str | None:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # 80 for 80.0 is what people write in YAML
     if type(value) is not expected:
-        return f"{name}: expected a {expected.__name__}, got {value!r}"
+        return f"{name}: expected {_TYPE_WORDS[expected]}, got {value!r}"
     if spec.choices and value not in spec.choices:
         return f"{name}: '{value}' is not one of {', '.join(spec.choices)}"
     if spec.min_value is not None and value < spec.min_value:
@@ -187,11 +188,37 @@ def declare_parameters(node: Any) -> DepthNodeParams:
         try:
             values[spec.name] = node.declare_parameter(spec.name, spec.default, parameter_descriptor(spec)).value
         except InvalidParameterTypeException as error:
-            kind = {bool: "bool (true/false)", int: "integer", float: "double (write 80.0, not 80)",
-                    str: "string"}[type(spec.default)]
-            problems.append(f"{spec.name}: expected a {kind}; {error}")
+            problems.append(type_problem(spec, error.args[0] if error.args else ""))
         except InvalidParameterValueException as error:
-            problems.append(f"{spec.name}: {error}")
+            problems.append(range_problem(spec, error.args[0] if error.args else ""))
     if problems:
         raise ParameterError("; ".join(problems))
     return DepthNodeParams.from_values(values)
+
+
+# What to write for each parameter type, with its article (rclpy's own text says "expecting type 'DOUBLE'").
+_TYPE_WORDS = {bool: "a bool (true or false)", int: "an integer", float: "a double (write 80.0, not 80)",
+               str: "a string"}
+
+
+def type_problem(spec: ParamSpec, rclpy_message: str) -> str:
+    """'name: expected an integer, got 'abc' (a string)' from rclpy's InvalidParameterTypeException text
+    ("Trying to set parameter 'x' to 'abc' of type 'STRING', expecting type 'INTEGER'")."""
+    match = re.search(r"to '(.*)' of type '(\w+)'", rclpy_message)
+    got = f", got '{match.group(1)}' (type {match.group(2).lower()})" if match else ""
+    return f"{spec.name}: expected {_TYPE_WORDS[type(spec.default)]}{got}"
+
+
+def range_problem(spec: ParamSpec, rclpy_message: str) -> str:
+    """The same words check_value uses, from rclpy's InvalidParameterValueException text
+    ("Invalid parameter value (40) for parameter. Reason: ... out of range ...")."""
+    match = re.search(r"value \((.*?)\) for parameter", rclpy_message)
+    if match:
+        try:
+            problem = check_value(spec.name, type(spec.default)(match.group(1)))
+        except ValueError:
+            problem = None
+        if problem:
+            return problem
+    reason = rclpy_message.split("Reason: ", 1)[-1]
+    return f"{spec.name}: {reason}"

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.errors import REEXPORT_HINT, BackendUnavailableError, ModelFileError, one_line
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
 from urcdc_model.deploy.precision import PRECISIONS  # noqa: F401  (re-exported: one vocabulary)
 
@@ -116,16 +116,35 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         providers = onnxruntime_providers(device, precision, cache_dir)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        self.session = open_onnxruntime_session(onnx_path, options, providers)
         names = [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in [i.name for i in self.session.get_inputs()] or list(names) != list(OUTPUT_NAMES):
-            raise ValueError(f"{onnx_path}: expected input '{INPUT_NAME}' and outputs {OUTPUT_NAMES}, got "
-                             f"{[i.name for i in self.session.get_inputs()]} → {names}; re-export with "
-                             "`python -m urcdc_model.export`")
+            raise ModelFileError(f"{onnx_path}: expected input '{INPUT_NAME}' and outputs {OUTPUT_NAMES}, got "
+                                 f"{[i.name for i in self.session.get_inputs()]} → {names}; {REEXPORT_HINT}")
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth_m, uncertainty_m = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image})
         return depth_m[0, 0], uncertainty_m[0, 0]
+
+
+# onnxruntime's exception classes that mean "this file is not a model it can load"
+_ORT_FILE_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "ModelLoaded")
+
+
+def open_onnxruntime_session(onnx_path: Path, options, providers: list):
+    """An onnxruntime session; a file onnxruntime cannot load is a ModelFileError naming it and the fix."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    except Exception as exc:  # pybind11 exception classes, not importable by a stable name
+        kind = type(exc).__name__
+        if kind == "InvalidProtobuf":
+            raise ModelFileError(f"{onnx_path}: not a valid ONNX model (truncated or not ONNX); {REEXPORT_HINT}") from exc
+        if kind in _ORT_FILE_ERRORS or (kind == "Fail" and "Load model" in str(exc)):
+            raise ModelFileError(f"{onnx_path}: onnxruntime cannot load it ({one_line(exc, 160)}); "
+                                 f"{REEXPORT_HINT}") from exc
+        raise
 
 
 class TensorRTBackend:
@@ -168,14 +187,17 @@ def choose_backend(requested: str, device: str, source_kind: str) -> str:
     if requested != "auto":
         if requested not in candidates:
             raise BackendUnavailableError(
-                f"backend='{requested}' cannot run a {source_kind} file on device='{device}' "
-                f"(possible: {', '.join(candidates)})")
+                f"backend='{requested}' cannot run {_KIND_NAMES[source_kind]} on device='{device}'; pass "
+                f"backend {' or '.join(repr(c) for c in candidates)}, or a checkpoint for backend='{requested}'")
         return requested
     for name in candidates:
         if _installed(name, device):
             return name
-    raise BackendUnavailableError(f"no backend for a {source_kind} file on device='{device}': "
+    raise BackendUnavailableError(f"no backend for {_KIND_NAMES[source_kind]} on device='{device}': "
                                   f"install one of {', '.join(candidates)}")
+
+
+_KIND_NAMES = {"checkpoint": "a checkpoint", "onnx": "an ONNX model", "engine": "a TensorRT engine"}
 
 
 def _installed(backend: str, device: str) -> bool:

@@ -1,14 +1,15 @@
 """Latency benchmark of the runtime backends, with PyTorch eager as the in-run baseline.
 
-    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --sizes 352x1216
+    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --input-sizes 352x1216
 
 Each variant (``backend`` or ``backend:precision``; ``torch-compile`` for torch.compile) is loaded
 through DepthRuntime and timed on the same frame. Iterations are interleaved round-robin across
 variants so a busy shared machine slows every variant alike and the ratios stay fair. Reports the
 median and p90 of the end-to-end ``infer()`` latency (resize + normalise + network + resize back)
 and of the network alone, the process CPU time per inference (all threads; less sensitive to other
-load than wall time), FPS, and the speed-up over PyTorch eager FP32 (from median wall latency). With ``--write`` the table
-and the machine description replace this device's subsection in docs/BENCHMARKS.md.
+load than wall time), FPS, and the speed-up over PyTorch eager FP32 (from median wall latency). With
+``--write FILE`` the table and the machine description replace this device's subsection of FILE's
+"Export and runtime" section (e.g. ``--write docs/BENCHMARKS.md``); nothing is written otherwise.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import shlex
 import sys
 import time
@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from urcdc_model import cli
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.runtime import DepthRuntime
+from urcdc_model.deploy.sources import ModelSource
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
 SECTION_TITLE = "## Export and runtime (issue 5)"
 BASELINE = "torch"
 
@@ -58,13 +59,6 @@ class BenchRow:
     @property
     def cpu_median_ms(self) -> float:
         return float(np.median(self.cpu_ms)) if self.cpu_ms else float("nan")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"size '{text}' must look like HEIGHTxWIDTH, e.g. 352x1216")
-    return int(match.group(1)), int(match.group(2))
 
 
 def parse_variant(text: str) -> tuple[str, str]:
@@ -175,6 +169,7 @@ def write_benchmarks_md(path: Path, subsection_title: str, body: str, section: s
         else:
             block = block.rstrip("\n") + "\n\n" + subsection
         text = text[:start] + block.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
@@ -188,25 +183,34 @@ def _bench_frame(height: int, width: int) -> np.ndarray:
         return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default", help="checkpoint path or 'default'")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.bench", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser, runtime=True)
     parser.add_argument("--backends", default=None,
                         help="comma-separated variants: torch, onnxruntime, tensorrt, torch-compile, with optional "
                              ":fp16/:int8 (default: torch,onnxruntime on CPU; plus torch:fp16,tensorrt:fp16 on CUDA)")
-    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")], default=[(352, 1216)],
-                        help="comma-separated HEIGHTxWIDTH network input sizes")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--input-sizes", type=lambda s: [cli.parse_size(x) for x in s.split(",")],
+                        default=[(352, 1216)], metavar="HxW[,HxW...]",
+                        help="comma-separated network input sizes HEIGHTxWIDTH (default: 352x1216)")
+    cli.hidden_alias(parser, "--sizes", dest="input_sizes", type=lambda s: [cli.parse_size(x) for x in s.split(",")])
+    cli.add_device(parser)
     parser.add_argument("--runs", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    cli.add_num_threads(parser, old_name="--threads")
     parser.add_argument("--cache-dir", type=Path, default=None, help="ONNX/engine cache (default: ~/.cache/urcdc)")
-    parser.add_argument("--write", action="store_true", help=f"write the table into {BENCHMARKS_MD}")
-    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser.add_argument("--write", type=Path, default=None, metavar="FILE",
+                        help="also write the table into FILE's 'Export and runtime' section, replacing this "
+                             "device's subsection (e.g. docs/BENCHMARKS.md); nothing is written without it")
+    cli.hidden_alias(parser, "--benchmarks-md", dest="write", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.show_progress_logs()  # a first-use ONNX export says so before the pause
     try:
         return run_bench(args, argv)
-    except (FileNotFoundError, ValueError) as error:  # bad checkpoint path or contents: one clear line
+    except (FileNotFoundError, ValueError, *cli.USER_ERRORS) as error:  # bad model file or path: one clear line
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -215,28 +219,30 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Benchmark as the parsed CLI arguments say and print (and optionally write) the table."""
     default_variants = "torch,onnxruntime" if args.device == "cpu" else "torch,torch:fp16,onnxruntime,tensorrt:fp16"
     variants = [v.strip() for v in (args.backends or default_variants).split(",") if v.strip()]
-    if BASELINE not in variants:
+    exported = ModelSource.resolve(args.checkpoint).kind != "checkpoint"  # .onnx/.engine: no PyTorch to compare
+    if BASELINE not in variants and not exported:
         variants.insert(0, BASELINE)  # the ratio needs PyTorch eager FP32 in the same run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
 
     all_rows: list[BenchRow] = []
     baseline: dict[tuple[int, int], float] = {}
     skipped: list[str] = []
-    for size in args.sizes:
+    for size in args.input_sizes:
         runtimes = {}
         for variant in variants:
             try:
                 runtimes[variant] = load_variant(variant, args.checkpoint, args.device, size, args.cache_dir,
-                                                 args.threads)
+                                                 args.num_threads or None)
             except BackendUnavailableError as error:
                 skipped.append(f"{variant}: {error}")
                 print(f"skip {variant}: {error}", file=sys.stderr)
         rows = benchmark(runtimes, _bench_frame(*size), args.runs, args.warmup, args.device)
-        baseline[size] = rows[BASELINE].median_ms
+        if BASELINE in rows:
+            baseline[size] = rows[BASELINE].median_ms
         all_rows.extend(rows.values())
 
-    machine = machine_description(args.device, args.threads)
+    machine = machine_description(args.device, args.num_threads or None)
     table = format_table(all_rows, baseline)
     command = "python -m urcdc_model.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"{machine}\n\n{table}")
@@ -249,8 +255,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
         if skipped:
             body += "\nNot measured: " + "; ".join(sorted(set(skipped))) + "\n"
         title = "CPU" if args.device == "cpu" else f"GPU ({torch.cuda.get_device_name(0)})"
-        write_benchmarks_md(args.benchmarks_md, title, body)
-        print(f"wrote {args.benchmarks_md}")
+        write_benchmarks_md(args.write, title, body)
+        print(f"wrote {args.write}")
     return 0
 
 

@@ -170,12 +170,15 @@ def check_intrinsics(intrinsics, frame_hw: tuple[int, int]) -> np.ndarray:
 
 def plan_input(frame_hw: tuple[int, int], canonical: CanonicalCamera, intrinsics=None,
                stride: int = DEFAULT_STRIDE, max_pixels: int | None = None,
-               min_side: int = DEFAULT_MIN_SIDE) -> InputPlan:
+               min_side: int = DEFAULT_MIN_SIDE, network_hw: tuple[int, int] | None = None) -> InputPlan:
     """The network input for a frame of ``frame_hw`` seen by a camera with ``intrinsics`` (3×3 K, or None).
 
     Args:
         max_pixels: compute budget, in network pixels (default: DEFAULT_BUDGET_FACTOR × training pixels).
         min_side: the resized image's shorter side is at least this (upscaled otherwise).
+        network_hw: a fixed network size (a static-shape export or engine): the canonical image is
+            scaled by t to fit inside it, aspect kept, and padded to exactly this size; the budget,
+            minimum side and stride do not apply.
     Raises:
         ValueError: unusable frame size or intrinsics (the message names the field).
     """
@@ -189,20 +192,28 @@ def plan_input(frame_hw: tuple[int, int], canonical: CanonicalCamera, intrinsics
     # 1. canonical resize, then the budget / minimum-size factor t applied to both axes
     scale_x = canonical.focal_px / k[0, 0]
     scale_y = canonical.focal_px / k[1, 1]
-    t = 1.0
-    pixels = width * scale_x * height * scale_y
-    if pixels > max_pixels:
-        t = math.sqrt(max_pixels / pixels)
-    shorter = min(width * scale_x, height * scale_y) * t
-    if shorter < min_side:
-        t *= min_side / shorter
-    resized_h = max(1, round(height * scale_y * t))
-    resized_w = max(1, round(width * scale_x * t))
+    canonical_h, canonical_w = height * scale_y, width * scale_x
+    if network_hw is not None:
+        t = min(network_hw[0] / canonical_h, network_hw[1] / canonical_w)
+        resized_h = min(network_hw[0], max(1, round(canonical_h * t)))
+        resized_w = min(network_hw[1], max(1, round(canonical_w * t)))
+    else:
+        t = 1.0
+        if canonical_h * canonical_w > max_pixels:
+            t = math.sqrt(max_pixels / (canonical_h * canonical_w))
+        shorter = min(canonical_h, canonical_w) * t
+        if shorter < min_side:
+            t *= min_side / shorter
+        resized_h = max(1, round(canonical_h * t))
+        resized_w = max(1, round(canonical_w * t))
     # Rounding changes the scale slightly; the effective focal is what the resize really did.
     f_eff = math.sqrt(k[0, 0] * resized_w / width * k[1, 1] * resized_h / height)
-    # 2. centred padding to the stride
-    network_h = -(-resized_h // stride) * stride
-    network_w = -(-resized_w // stride) * stride
+    # 2. centred padding to the stride (or to the fixed size)
+    if network_hw is not None:
+        network_h, network_w = int(network_hw[0]), int(network_hw[1])
+    else:
+        network_h = -(-resized_h // stride) * stride
+        network_w = -(-resized_w // stride) * stride
     top, left = (network_h - resized_h) // 2, (network_w - resized_w) // 2
     pad = (top, left, network_h - resized_h - top, network_w - resized_w - left)
     return InputPlan(frame_hw=(height, width), resized_hw=(resized_h, resized_w), network_hw=(network_h, network_w),

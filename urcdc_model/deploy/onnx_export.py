@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from urcdc_model.deploy.errors import ExportVerificationError
+from urcdc_model.deploy.errors import REEXPORT_HINT, ExportVerificationError, ModelFileError
 from urcdc_model.deploy.files import file_sha256
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
 from urcdc_model.preprocessing import normalize_rgb
@@ -120,24 +120,39 @@ def count_nodes(onnx_path: str | Path) -> dict[str, int]:
 
 
 def read_onnx_metadata(path: str | Path) -> dict:
-    """Static input size (None when dynamic), max depth and training size stored in an exported model."""
+    """Static input size (None when dynamic), max depth and training size stored in an exported model.
+
+    Raises ModelFileError (one line: the file, what it is not, the fix) for anything that is not an
+    ONNX model exported by urcdc.
+    """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model at all
+        raise ModelFileError(f"{path}: not a valid ONNX model (truncated or not ONNX); {REEXPORT_HINT}") from exc
     props = {p.key: p.value for p in model.metadata_props}
     if "urcdc.max_depth" not in props:
-        raise ValueError(f"{path}: not exported by urcdc (no urcdc.max_depth metadata); re-export with "
-                         "`python -m urcdc_model.export`")
+        raise ModelFileError(f"{path}: no urcdc.max_depth metadata (truncated, or not exported by urcdc); "
+                             f"{REEXPORT_HINT}")
     inputs = {i.name: i for i in model.graph.input}
     if INPUT_NAME not in inputs:
-        raise ValueError(f"{path}: no input named '{INPUT_NAME}'")
+        raise ModelFileError(f"{path}: no input named '{INPUT_NAME}' (not exported by urcdc); {REEXPORT_HINT}")
     dims = inputs[INPUT_NAME].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ModelFileError(f"{path}: input '{INPUT_NAME}' has {len(dims)} dimensions, not 4 (N, 3, H, W); "
+                             f"{REEXPORT_HINT}")
     height = dims[2].dim_value or None
     width = dims[3].dim_value or None
-    meta = {"height": height, "width": width, "max_depth": float(props["urcdc.max_depth"])}
-    for key in ("train_height", "train_width"):
-        if f"urcdc.{key}" in props:
-            meta[key] = int(props[f"urcdc.{key}"])
+    try:
+        meta = {"height": height, "width": width, "max_depth": float(props["urcdc.max_depth"])}
+        for key in ("train_height", "train_width"):
+            if f"urcdc.{key}" in props:
+                meta[key] = int(props[f"urcdc.{key}"])
+        if "urcdc.canonical_focal_px" in props:
+            meta["canonical_focal_px"] = float(props["urcdc.canonical_focal_px"])
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: unreadable urcdc metadata ({exc}); {REEXPORT_HINT}") from exc
     meta["checkpoint_sha256"] = props.get("urcdc.checkpoint_sha256")
     meta["precision"] = props.get("urcdc.precision", "fp32")
     return meta
@@ -239,6 +254,8 @@ def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, hei
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
+        LOG.info("tracing the network to ONNX at %dx%d%s (opset %d)", height, width, ", dynamic H×W" if dynamic else "",
+                 opset)
         export_onnx(deploy_model, tmp_path, height, width, dynamic=dynamic, opset=opset, metadata=metadata)
         if not dynamic:  # the parity check below then covers the folded graph that is written
             fold_constants(tmp_path, tmp_path)
@@ -247,6 +264,7 @@ def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, hei
             sizes += check_sizes or [(max(64, height // 2 // 32 * 32), max(64, width // 2 // 32 * 32))]
         images = {f"{name}@{h}x{w}": image for h, w in sizes
                   for name, image in verification_images(h, w, real_images).items()}
+        LOG.info("verifying the ONNX against PyTorch on %d image(s) with onnxruntime", len(images))
         results = check_onnx_parity(tmp_path, deploy_model, images)
         failed = [r for r in results if r.worst > tolerance]
         if failed:
@@ -268,17 +286,24 @@ def onnx_cache_path(cache_dir: Path, checkpoint_sha256: str, height: int, width:
 
 
 def cached_onnx_export(deploy_model: DeployModel, checkpoint_path: Path, height: int, width: int,
-                       max_depth: float, cache_dir: Path, opset: int = ONNX_OPSET) -> Path:
+                       max_depth: float, cache_dir: Path, metadata: dict | None = None,
+                       opset: int = ONNX_OPSET) -> Path:
     """The verified ONNX for a checkpoint at H×W, exported on first use and reused afterwards.
 
+    ``metadata``: extra ``urcdc.*`` properties (training size, canonical focal length) stored in the file.
     ``opset``: 17 by default; the TensorRT path passes what the installed parser takes
-    (``tensorrt_compat``: 16 below TensorRT 8.6)."""
+    (``tensorrt_compat``: 16 below TensorRT 8.6).
+    """
     sha = file_sha256(checkpoint_path)
     path = onnx_cache_path(Path(cache_dir), sha, height, width, max_depth, opset=opset)
     if path.is_file():
         return path
-    LOG.info("exporting %s at %dx%d to %s (first use; cached afterwards)", checkpoint_path, height, width, path)
+    # WARNING so any caller shows it without configuring logging: a first use pauses for seconds to a minute
+    params_m = sum(p.numel() for p in deploy_model.parameters()) / 1e6
+    LOG.warning("first use of %s at %dx%d (usually a new camera): exporting it to ONNX and verifying it "
+                "(%.1f M parameters; up to a minute on a CPU), cached afterwards in %s", checkpoint_path.name,
+                height, width, params_m, path.parent)
     export_verified_onnx(deploy_model, path, height, width, opset=opset,
                          metadata={"urcdc.checkpoint_sha256": sha, "urcdc.train_height": height,
-                                   "urcdc.train_width": width})
+                                   "urcdc.train_width": width, **(metadata or {})})
     return path

@@ -102,13 +102,13 @@ def check_precision(precision: str) -> str:
 
 
 def prepare_image(rgb_uint8_hwc: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 H×W×3 RGB → normalised 1×3×height×width float32, resized as ``DepthRuntime.preprocess`` does
-    (INTER_AREA when shrinking, INTER_LINEAR when enlarging; test_precision checks they agree)."""
-    if rgb_uint8_hwc.shape[:2] != (height, width):
-        shrinking = rgb_uint8_hwc.shape[0] * rgb_uint8_hwc.shape[1] > height * width
-        rgb_uint8_hwc = cv2.resize(rgb_uint8_hwc, (width, height),
-                                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return normalize_rgb_array(np.ascontiguousarray(rgb_uint8_hwc))[None]
+    """uint8 H×W×3 RGB → normalised 1×3×height×width float32, as ``DepthRuntime`` feeds a static model of
+    that size a frame without intrinsics: fitted in with the aspect kept, edge-padded (test_precision
+    checks they agree). Without intrinsics the fit does not depend on the canonical focal length."""
+    from urcdc_model.deploy.geometry import CanonicalCamera, plan_input
+
+    plan = plan_input(rgb_uint8_hwc.shape[:2], CanonicalCamera(1.0, (height, width)), network_hw=(height, width))
+    return normalize_rgb_array(np.ascontiguousarray(plan.image_to_network(rgb_uint8_hwc)))[None]
 
 
 def read_rgb(path: Path) -> np.ndarray:

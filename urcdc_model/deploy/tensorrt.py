@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from urcdc_model.deploy.errors import BackendUnavailableError, ExportVerificationError
+from urcdc_model.deploy.errors import BackendUnavailableError, ExportVerificationError, ModelFileError, one_line
 from urcdc_model.deploy.files import file_sha256
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES
 from urcdc_model.deploy.onnx_export import read_onnx_metadata
@@ -332,21 +332,45 @@ def write_engine_metadata(engine_path: Path, meta: dict) -> None:
     _sidecar(engine_path).write_text(json.dumps(meta, indent=2) + "\n")
 
 
+# Sidecar fields the runtime cannot do without (the build identity is checked by check_engine_identity).
+ENGINE_REQUIRED_FIELDS = ("height", "width", "max_depth")
+REBUILD_HINT = ("rebuild it on this machine with `python -m urcdc_model.export --format tensorrt`, "
+                "or pass the .onnx or checkpoint it was built from")
+
+
 def read_engine_metadata(engine_path: str | Path) -> dict:
     """Shape, precision and max depth of an engine: from its JSON sidecar, or from the ONNX beside it
-    (same stem; the trtexec route in docs/JETSON.md)."""
+    (same stem; the trtexec route in docs/JETSON.md). A bad sidecar is a ModelFileError naming the field."""
     engine_path = Path(engine_path)
     sidecar = _sidecar(engine_path)
     if sidecar.is_file():
-        return json.loads(sidecar.read_text())
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{sidecar}: not valid JSON ({one_line(exc, 80)}); {REBUILD_HINT}") from exc
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{sidecar}: not an engine description (a JSON object expected); {REBUILD_HINT}")
+        missing = [name for name in ENGINE_REQUIRED_FIELDS if name not in meta]
+        if missing:
+            raise ModelFileError(f"{sidecar}: no {', '.join(missing)} field; {REBUILD_HINT}")
+        return meta
     onnx_path = engine_path.with_suffix(".onnx")
     if onnx_path.is_file():
         meta = read_onnx_metadata(onnx_path)
         if meta["height"] is None:
-            raise ValueError(f"{onnx_path} is a dynamic export; write {sidecar} with the engine's height/width")
+            raise ModelFileError(f"{onnx_path} is a dynamic export; write {sidecar} with the engine's height/width")
         return {**meta, "precision": read_precision(onnx_path)}
-    raise FileNotFoundError(f"{engine_path}: no metadata — expected {sidecar} (written by `python -m "
-                            f"urcdc_model.export --format tensorrt`) or the source ONNX at {onnx_path}")
+    raise ModelFileError(f"{engine_path}: no metadata — expected {sidecar} (written by `python -m "
+                         f"urcdc_model.export --format tensorrt`) or the source ONNX at {onnx_path}")
+
+
+def check_engine_identity(engine_path: Path, meta: dict, here: BuildIdentity) -> None:
+    """An engine runs only on the GPU and TensorRT version that built it: a ModelFileError otherwise."""
+    built = (meta.get("gpu_name"), meta.get("compute_capability"), meta.get("tensorrt_version"))
+    if None not in built and built != (here.gpu_name, here.compute_capability, here.tensorrt_version):
+        raise ModelFileError(
+            f"{engine_path}: built for {built[0]} (sm {built[1]}, TensorRT {built[2]}), not for this "
+            f"{here.gpu_name} (sm {here.compute_capability}, TensorRT {here.tensorrt_version}); {REBUILD_HINT}")
 
 
 class TensorRTEngineRunner:
@@ -361,24 +385,22 @@ class TensorRTEngineRunner:
         trt = import_tensorrt()
         require_cuda()
         engine_path = Path(engine_path)
-        meta = read_engine_metadata(engine_path)
-        here = current_identity()
-        built = (meta.get("gpu_name"), meta.get("compute_capability"), meta.get("tensorrt_version"))
-        if None not in built and built != (here.gpu_name, here.compute_capability, here.tensorrt_version):
-            raise BackendUnavailableError(
-                f"{engine_path} was built for {built[0]} (sm {built[1]}, TensorRT {built[2]}) but this is "
-                f"{here.gpu_name} (sm {here.compute_capability}, TensorRT {here.tensorrt_version}); rebuild it")
+        check_engine_identity(engine_path, read_engine_metadata(engine_path), current_identity())
         self._trt = trt
         self._version = trt.__version__
         self.device = torch.device(device)
         with tensorrt_errors(f"loading {engine_path.name}", self._version):
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            try:
+                self.engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            except Exception as exc:  # some TensorRT versions raise instead of returning None
+                raise ModelFileError(f"{engine_path}: not a TensorRT engine TensorRT {self._version} can load "
+                                     f"(corrupt, or built by another version: {one_line(exc, 120)}); "
+                                     f"{REBUILD_HINT}") from exc
             if self.engine is None:
-                raise BackendUnavailableError(f"{engine_path}: TensorRT {self._version} could not deserialise the "
-                                              "engine (built by another TensorRT version or for another GPU?); "
-                                              "rebuild it")
+                raise ModelFileError(f"{engine_path}: not a TensorRT engine TensorRT {self._version} can load "
+                                     f"(corrupt, or built by another version or for another GPU); {REBUILD_HINT}")
             self.context = self.engine.create_execution_context()
             self.input_dtype = self._torch_dtype(self.engine.get_tensor_dtype(INPUT_NAME))
             self.output_dtypes = [self._torch_dtype(self.engine.get_tensor_dtype(n)) for n in OUTPUT_NAMES]
