@@ -1,7 +1,7 @@
 """GPU check: build, verify and time every GPU path in one command (≤ 8 minutes on one GPU).
 
     python -m urcdc_model.deploy.gpu_check                    # default model + large07 (random weights)
-    python -m urcdc_model.deploy.gpu_check --size 352x1216 --budget-s 480 --json gpu_check.json
+    python -m urcdc_model.deploy.gpu_check --input-size 352x1216 --budget-s 480 --json gpu_check.json
 
 For each model: PyTorch eager FP32 (the parity reference) and FP16, ``torch.compile``, onnxruntime's
 CUDA and TensorRT execution providers (where installed), and our TensorRT engines in FP32, FP16 and
@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from urcdc_model import cli
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.precision import BUDGETS, compare_to_reference
 
@@ -244,24 +245,24 @@ def run_checks(size: tuple[int, int], models: list[str], budget_s: float, runs: 
     return rows
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    if not (height.isdigit() and width.isdigit()):
-        raise argparse.ArgumentTypeError(f"size '{text}' must look like HEIGHTxWIDTH, e.g. 352x1216")
-    return int(height), int(width)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.deploy.gpu_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=_parse_size, default=(352, 1216), help="network input HEIGHTxWIDTH")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.deploy.gpu_check", __doc__.split("\n\n")[0])
+    cli.add_input_size(parser, old_name="--size", default=(352, 1216))
     parser.add_argument("--models", default="default,large07", help="comma-separated: default, large07")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, help="wall-clock budget in seconds")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per path")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per path first")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="ONNX/engine cache (default: a fresh temporary folder, so every engine is built and verified)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+                        help="ONNX/engine cache (default: a fresh temporary folder, so every engine is built "
+                             "and verified)")
+    cli.add_json(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    args.size = args.input_size
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = set(models) - {"default", "large07"}
     if unknown:
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_checks(args.size, models, args.budget_s, args.runs, args.warmup, cache)
     print("\n" + format_table(rows))
     if args.json:
-        args.json.write_text(json.dumps([dataclasses.asdict(r) | {"fps": r.fps} for r in rows], indent=2) + "\n")
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(r) | {"fps": r.fps} for r in rows], indent=2) + "\n")
     return 1 if any(r.status.startswith("FAILED") for r in rows) else 0
 
 

@@ -1,17 +1,22 @@
 """FP32 vs FP16 vs INT8 ONNX on onnxruntime's CPU provider: accuracy on held-out frames and speed, one run.
 
-    python -m urcdc_model.deploy.precision_bench --checkpoint default --size 352x1216 --write
+    python -m urcdc_model.deploy.precision_bench --checkpoint default --input-size 352x1216 --write docs/BENCHMARKS.md
 
 Exports the verified, constant-folded FP32 ONNX, converts it to FP16 and to INT8 Q/DQ (calibrated on
 rendered street frames from training seeds; the onnxruntime flavour, INT32 biases), then
 
 - accuracy: abs_rel and δ<1.25 against the exact depth of held-out procedural street frames
-  (``render_frame(seed ≥ HELD_OUT_SEED)`` at the network size; sky excluded as in evaluate);
+  (``render_frame(seed ≥ HELD_OUT_SEED)`` at the network size, metric depth as in evaluate). The
+  frames are rendered with the model's canonical focal length, so the network sees pixels at the
+  scale it was trained on (what DepthRuntime's canonical resize gives it); at a network size larger
+  than the training size that is a wider view, not a zoomed one. ``--kitti-fov`` renders KITTI's
+  field of view instead, which at 352×1216 shows the default model objects 3.8× larger than it
+  learned them: metric depth then comes out far too near, for every precision alike;
 - speed: ``session.run`` of each model on one frame, iterations interleaved round-robin so machine
   load hits every model alike; median and p90.
 
-With ``--write`` the table replaces its subsection of the "Deploy" section in docs/BENCHMARKS.md,
-with the machine's load average beside it.
+With ``--write FILE`` the table replaces its subsection of FILE's "Deploy" section, with the machine's
+load average beside it.
 """
 from __future__ import annotations
 
@@ -26,10 +31,25 @@ from pathlib import Path
 
 import numpy as np
 
-from urcdc_model.deploy.bench import BENCHMARKS_MD, machine_description, parse_size, write_benchmarks_md
+from urcdc_model import cli
+from urcdc_model.deploy.bench import machine_description, write_benchmarks_md
 
 SECTION = "## Deploy: precision, TensorRT, GPU check (issue 13)"
-SUBSECTION = "Precision on onnxruntime CPU"
+SUBSECTION = "Precision on onnxruntime CPU, {height}×{width}"
+
+
+def canonical_focal_px(checkpoint: str) -> float:
+    """The focal length (px) the model's metric scale was learned at, from its metadata."""
+    from urcdc_model.checkpoints import read_checkpoint
+    from urcdc_model.deploy.geometry import canonical_camera_from_meta
+    from urcdc_model.deploy.sources import ModelSource, checkpoint_input_size
+
+    source = ModelSource.resolve(checkpoint)
+    _, cfg, meta = read_checkpoint(source.path)
+    official = "input_height" not in meta
+    train_size = (0, 0) if official else checkpoint_input_size(meta, source.path)
+    max_depth = cfg.max_depth if cfg is not None else None
+    return canonical_camera_from_meta(meta, train_size, max_depth, official).focal_px
 
 
 def export_models(checkpoint: str, size: tuple[int, int], directory: Path, calib_frames: int) -> dict[str, Path]:
@@ -58,13 +78,19 @@ def _held_out_seed() -> int:
     return HELD_OUT_SEED
 
 
-def accuracy(paths: dict[str, Path], size: tuple[int, int], frames: int) -> dict[str, dict[str, float]]:
-    """Mean abs_rel and d1 of each model on ``frames`` held-out street frames."""
+def accuracy(paths: dict[str, Path], size: tuple[int, int], frames: int,
+             focal_px: float | None) -> dict[str, dict[str, float]]:
+    """Mean abs_rel and d1 of each model on ``frames`` held-out street frames (rendered with ``focal_px``,
+    centred principal point; None: the renderer's KITTI field of view)."""
     from urcdc_model.data.synthetic import render_frame
     from urcdc_model.deploy.precision import onnxruntime_session, prepare_image
     from urcdc_model.metrics import compute_depth_metrics
 
-    rendered = [render_frame(_held_out_seed() + i, kind="street", height=size[0], width=size[1]) for i in range(frames)]
+    k = None
+    if focal_px is not None:
+        k = np.array([[focal_px, 0, (size[1] - 1) / 2], [0, focal_px, (size[0] - 1) / 2], [0, 0, 1]], np.float64)
+    rendered = [render_frame(_held_out_seed() + i, kind="street", height=size[0], width=size[1], intrinsics=k)
+                for i in range(frames)]
     results = {}
     for name, path in paths.items():
         session = onnxruntime_session(path)
@@ -103,26 +129,34 @@ def format_table(acc: dict, times: dict, nodes: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.deploy.precision_bench",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default")
-    parser.add_argument("--size", type=parse_size, default=(352, 1216), help="network input HEIGHTxWIDTH")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.deploy.precision_bench", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser)
+    cli.add_input_size(parser, old_name="--size", default=(352, 1216))
     parser.add_argument("--frames", type=int, default=8, help="held-out frames for accuracy")
     parser.add_argument("--calib-frames", type=int, default=16, help="rendered calibration frames (training seeds)")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
-    parser.add_argument("--write", action="store_true", help=f"write the table into {BENCHMARKS_MD}")
-    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser.add_argument("--kitti-fov", action="store_true",
+                        help="render held-out frames with KITTI's field of view instead of the canonical focal")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per model first")
+    cli.add_num_threads(parser, old_name="--threads")
+    parser.add_argument("--write", type=Path, default=None, metavar="FILE",
+                        help="also write the table into FILE's 'Deploy' section (e.g. docs/BENCHMARKS.md)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.size = args.input_size
+    args.threads = args.num_threads or None
     from urcdc_model.deploy.onnx_export import count_nodes
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="urcdc-precision-bench.") as tmp:
         paths = export_models(args.checkpoint, args.size, Path(tmp), args.calib_frames)
         nodes = {name: count_nodes(path)["total"] for name, path in paths.items()}
-        acc = accuracy(paths, args.size, args.frames)
+        focal = None if args.kitti_fov else canonical_focal_px(args.checkpoint)
+        acc = accuracy(paths, args.size, args.frames, focal)
         times = speed(paths, args.size, args.runs, args.warmup, args.threads)
     load_end = os.getloadavg()
     table = format_table(acc, times, nodes)
@@ -134,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m urcdc_model.deploy.precision_bench " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        body = (f"Command: `{command}` ({args.size[0]}×{args.size[1]}, {args.frames} held-out frames, "
+        view = "KITTI field of view" if args.kitti_fov else f"canonical focal {focal:.1f} px"
+        body = (f"Command: `{command}` ({args.size[0]}×{args.size[1]}, {args.frames} held-out frames ({view}), "
                 f"{args.calib_frames} calibration frames, {args.runs} interleaved timed runs after {args.warmup} "
                 f"warm-up; {stamp}).\n\nMachine: {machine}; {load}.\n\n{table}\n")
-        write_benchmarks_md(args.benchmarks_md, SUBSECTION, body, section=SECTION)
-        print(f"wrote {args.benchmarks_md}")
+        write_benchmarks_md(args.write, SUBSECTION.format(height=args.size[0], width=args.size[1]), body,
+                            section=SECTION)
+        print(f"wrote {args.write}")
     return 0
 
 
