@@ -48,7 +48,7 @@ def canonical_focal_px(checkpoint: str) -> float:
     _, cfg, meta = read_checkpoint(source.path)
     official = "input_height" not in meta
     train_size = (0, 0) if official else checkpoint_input_size(meta, source.path)
-    max_depth = cfg.max_depth if cfg is not None else None
+    max_depth = cfg.get("max_depth") if cfg is not None else None
     return canonical_camera_from_meta(meta, train_size, max_depth, official).focal_px
 
 
