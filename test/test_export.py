@@ -186,3 +186,49 @@ def test_mask_upsampling_and_position_embedding_export_with_parity(tmp_path):
     _, results = export_verified_onnx(deploy, tmp_path / "mask.onnx", *INPUT_HW, dynamic=True)
     assert len({r.input_name for r in results}) >= 2       # checked at more than one input size
     assert max(r.worst for r in results) <= 1e-3
+
+
+class _BrokenTorchTensorRT:
+    """A meta-path finder whose torch_tensorrt import fails the way a real one does without libnvinfer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch_tensorrt":
+            return None
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [OSError("libnvinfer.so.11: cannot open shared object file: No such file"),
+                                   RuntimeError("Torch-TensorRT needs a CUDA build of torch\nsecond line")])
+def test_torch_tensorrt_that_cannot_load_is_one_line(monkeypatch, error):
+    """torch_tensorrt's import raises OSError/RuntimeError, not ImportError, when its libraries or torch
+    do not fit: that must reach the user as BackendUnavailableError, not a traceback."""
+    import sys
+
+    from urcdc_model.deploy.errors import BackendUnavailableError
+    from urcdc_model.deploy.torch_tensorrt import import_torch_tensorrt
+
+    monkeypatch.delitem(sys.modules, "torch_tensorrt", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenTorchTensorRT(error), *sys.meta_path])
+    with pytest.raises(BackendUnavailableError) as info:
+        import_torch_tensorrt()
+    message = str(info.value)
+    assert "torch-tensorrt is installed but cannot be loaded" in message and type(error).__name__ in message
+    assert str(error).splitlines()[0] in message and "\n" not in message
+
+
+def test_torch_tensorrt_int8_points_to_the_onnx_route(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--format", "torch-tensorrt", "--precision", "int8", "--calib-images", str(tmp_path),
+              "--output", str(tmp_path / "m.ep")])
+    assert info.value.code == 2 and "use --format tensorrt --precision int8" in capsys.readouterr().err

@@ -15,8 +15,9 @@ from onnx import numpy_helper
 from urcdc_model.data.synthetic import HELD_OUT_SEED, render_frame
 from urcdc_model.deploy import precision as precision_mod
 from urcdc_model.deploy.errors import BackendUnavailableError
-from urcdc_model.deploy.precision import (BUDGETS, compare_to_reference, image_batches, prepare_image,
-                                          quantize_int8, read_int8_target, read_precision)
+from urcdc_model.deploy.precision import (BUDGETS, compare_to_reference, convert_verified, image_batches,
+                                          prepare_image, quantize_int8, read_int8_target, read_precision,
+                                          verification_batches)
 from urcdc_model.deploy.runtime import DepthRuntime
 from urcdc_model.export import main
 
@@ -41,11 +42,15 @@ def _export(out: Path, *extra: str) -> int:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, calib_dir) -> dict[str, Path]:
+    """FP32 from the CLI (traced once); FP16 and INT8 converted from it as the CLI does (the CLI's own
+    FP16/INT8 path, aliases included, is test_outside_the_budget_nothing_is_written's)."""
     root = tmp_path_factory.mktemp("models")
     paths = {"fp32": root / "m_fp32.onnx", "fp16": root / "m_fp16.onnx", "int8": root / "m_int8.onnx"}
     assert _export(paths["fp32"]) == 0
-    assert _export(paths["fp16"], "--fp16") == 0  # the old spelling still works
-    assert _export(paths["int8"], "--precision", "int8", "--calib-images", str(calib_dir)) == 0
+    verify = verification_batches(*INPUT_HW)
+    convert_verified(paths["fp32"], paths["fp16"], "fp16", verify=verify)
+    calibration = image_batches(sorted(calib_dir.glob("*.png")), *INPUT_HW)
+    convert_verified(paths["fp32"], paths["int8"], "int8", calibration=calibration, verify=verify)
     return paths
 
 
@@ -130,15 +135,16 @@ def test_int8_without_calibration_images_says_how(models, tmp_path):
         DepthRuntime.from_path(models["fp32"], backend="onnxruntime", precision="int8", cache_dir=tmp_path)
 
 
-def test_outside_the_budget_nothing_is_written(monkeypatch, tmp_path, capsys):
-    """A real FP16 conversion against a budget it cannot meet: refused with one line, no file left."""
-    monkeypatch.setitem(precision_mod.BUDGETS, "fp16", precision_mod.ErrorBudget(1e-9, 1e-9, 1e-9))
-    out = tmp_path / "refused.onnx"
-    rc = _export(out, "--precision", "fp16")
+def test_outside_the_budget_nothing_is_written(monkeypatch, calib_dir, tmp_path, capsys):
+    """The CLI's INT8 path (old --int8 spelling, PNG calibration folder) against a budget it cannot meet:
+    refused with one line naming the worst image, no file left behind."""
+    monkeypatch.setitem(precision_mod.BUDGETS, "int8", precision_mod.ErrorBudget(1e-9, 1e-9, 1e-9))
+    out = tmp_path / "out" / "refused.onnx"
+    rc = _export(out, "--int8", "--calib-images", str(calib_dir))
     err = capsys.readouterr().err
-    assert rc == 1 and "outside the fp16 error budget" in err and "street_" in err
+    assert rc == 1 and "outside the int8 error budget" in err and "street_" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 @pytest.mark.parametrize("frame_hw", [(375, 1242), (40, 60)])

@@ -80,6 +80,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--precision int8 needs --calib-images DIR (images from the deployment camera)")
     if args.calib_images is not None and args.precision != "int8":
         parser.error("--calib-images is for --precision int8")
+    if args.format == "torch-tensorrt" and args.precision == "int8":
+        parser.error("--format torch-tensorrt compiles fp32/fp16; for int8 use --format tensorrt --precision int8 "
+                     "(a Q/DQ ONNX calibrated on --calib-images)")
     if args.int8_target is not None and (args.precision != "int8" or args.format != "onnx"):
         parser.error("--int8-target is for --format onnx --precision int8 (--format tensorrt uses tensorrt)")
     if args.opset is not None and not 13 <= args.opset <= 20:

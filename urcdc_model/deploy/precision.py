@@ -133,13 +133,15 @@ def rendered_batches(height: int, width: int, count: int = DEFAULT_VERIFY_FRAMES
                                             height, width) for seed in seeds}
 
 
-def rendered_calibration_batches(height: int, width: int, count: int = 16) -> list[np.ndarray]:
+def rendered_calibration_batches(height: int, width: int, count: int = 16,
+                                 intrinsics: np.ndarray | None = None) -> list[np.ndarray]:
     """Procedural street frames from training seeds (0 …), normalised at H×W: stand-ins for camera images
-    where there are none (benchmarks, the GPU check). Deployments calibrate on their own camera's frames."""
+    where there are none (benchmarks, the GPU check); ``intrinsics``: the camera to render with (default:
+    KITTI's field of view). Deployments calibrate on their own camera's frames."""
     from urcdc_model.data.synthetic import render_frame
 
-    return [prepare_image(render_frame(seed, kind="street", height=height, width=width).rgb, height, width)
-            for seed in range(count)]
+    return [prepare_image(render_frame(seed, kind="street", height=height, width=width, intrinsics=intrinsics).rgb,
+                          height, width) for seed in range(count)]
 
 
 def verification_batches(height: int, width: int, image_paths: Sequence[Path] | None = None,

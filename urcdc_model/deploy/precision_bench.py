@@ -35,7 +35,7 @@ from urcdc_model import cli
 from urcdc_model.deploy.bench import machine_description, write_benchmarks_md
 
 SECTION = "## Deploy: precision, TensorRT, GPU check (issue 13)"
-SUBSECTION = "Precision on onnxruntime CPU, {height}×{width}"
+SUBSECTION = "Precision on onnxruntime CPU, {height}×{width}, {view}"
 
 
 def canonical_focal_px(checkpoint: str) -> float:
@@ -52,8 +52,17 @@ def canonical_focal_px(checkpoint: str) -> float:
     return canonical_camera_from_meta(meta, train_size, max_depth, official).focal_px
 
 
-def export_models(checkpoint: str, size: tuple[int, int], directory: Path, calib_frames: int) -> dict[str, Path]:
-    """FP32 (verified against PyTorch, folded), FP16 and INT8 (each verified against FP32)."""
+def held_out_intrinsics(size: tuple[int, int], focal_px: float | None) -> np.ndarray | None:
+    """K of the rendered frames: ``focal_px`` with a centred principal point, or None (KITTI's view)."""
+    if focal_px is None:
+        return None
+    return np.array([[focal_px, 0, (size[1] - 1) / 2], [0, focal_px, (size[0] - 1) / 2], [0, 0, 1]], np.float64)
+
+
+def export_models(checkpoint: str, size: tuple[int, int], directory: Path, calib_frames: int,
+                  intrinsics: np.ndarray | None) -> dict[str, Path]:
+    """FP32 (verified against PyTorch, folded), FP16 and INT8 (each verified against FP32; INT8
+    calibrated on frames of the same camera as the held-out ones, as a deployment would)."""
     from urcdc_model.checkpoints import load_model
     from urcdc_model.deploy.graph import DeployModel
     from urcdc_model.deploy.onnx_export import export_onnx, export_verified_onnx
@@ -67,7 +76,7 @@ def export_models(checkpoint: str, size: tuple[int, int], directory: Path, calib
     export_verified_onnx(deploy, paths["fp32"], *size)
     convert_verified(paths["fp32"], paths["fp16"], "fp16")
     # Training seeds: calibration must not see the held-out frames the accuracy is measured on.
-    calibration = rendered_calibration_batches(*size, count=calib_frames)
+    calibration = rendered_calibration_batches(*size, count=calib_frames, intrinsics=intrinsics)
     convert_verified(paths["fp32"], paths["int8"], "int8", calibration=calibration, int8_target="onnxruntime")
     return paths
 
@@ -79,17 +88,14 @@ def _held_out_seed() -> int:
 
 
 def accuracy(paths: dict[str, Path], size: tuple[int, int], frames: int,
-             focal_px: float | None) -> dict[str, dict[str, float]]:
-    """Mean abs_rel and d1 of each model on ``frames`` held-out street frames (rendered with ``focal_px``,
-    centred principal point; None: the renderer's KITTI field of view)."""
+             intrinsics: np.ndarray | None) -> dict[str, dict[str, float]]:
+    """Mean abs_rel and d1 of each model on ``frames`` held-out street frames rendered with ``intrinsics``
+    (None: the renderer's KITTI field of view)."""
     from urcdc_model.data.synthetic import render_frame
     from urcdc_model.deploy.precision import onnxruntime_session, prepare_image
     from urcdc_model.metrics import compute_depth_metrics
 
-    k = None
-    if focal_px is not None:
-        k = np.array([[focal_px, 0, (size[1] - 1) / 2], [0, focal_px, (size[0] - 1) / 2], [0, 0, 1]], np.float64)
-    rendered = [render_frame(_held_out_seed() + i, kind="street", height=size[0], width=size[1], intrinsics=k)
+    rendered = [render_frame(_held_out_seed() + i, kind="street", height=size[0], width=size[1], intrinsics=intrinsics)
                 for i in range(frames)]
     results = {}
     for name, path in paths.items():
@@ -153,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="urcdc-precision-bench.") as tmp:
-        paths = export_models(args.checkpoint, args.size, Path(tmp), args.calib_frames)
-        nodes = {name: count_nodes(path)["total"] for name, path in paths.items()}
         focal = None if args.kitti_fov else canonical_focal_px(args.checkpoint)
-        acc = accuracy(paths, args.size, args.frames, focal)
+        intrinsics = held_out_intrinsics(args.size, focal)
+        paths = export_models(args.checkpoint, args.size, Path(tmp), args.calib_frames, intrinsics)
+        nodes = {name: count_nodes(path)["total"] for name, path in paths.items()}
+        acc = accuracy(paths, args.size, args.frames, intrinsics)
         times = speed(paths, args.size, args.runs, args.warmup, args.threads)
     load_end = os.getloadavg()
     table = format_table(acc, times, nodes)
@@ -172,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         body = (f"Command: `{command}` ({args.size[0]}×{args.size[1]}, {args.frames} held-out frames ({view}), "
                 f"{args.calib_frames} calibration frames, {args.runs} interleaved timed runs after {args.warmup} "
                 f"warm-up; {stamp}).\n\nMachine: {machine}; {load}.\n\n{table}\n")
-        write_benchmarks_md(args.write, SUBSECTION.format(height=args.size[0], width=args.size[1]), body,
-                            section=SECTION)
+        title = SUBSECTION.format(height=args.size[0], width=args.size[1],
+                                  view="KITTI view" if args.kitti_fov else "canonical focal")
+        write_benchmarks_md(args.write, title, body, section=SECTION)
         print(f"wrote {args.write}")
     return 0
 
