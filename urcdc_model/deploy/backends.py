@@ -68,6 +68,11 @@ class TorchBackend:
         depth_m, uncertainty_m = self.model(torch.from_numpy(image).to(self.device, self.dtype))
         return (depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy())
 
+    @torch.inference_mode()
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w tensor already on the device → 1×1×h×w depth, uncertainty (device tensors)."""
+        return self.model(image.to(self.device, self.dtype))
+
 
 def onnxruntime_providers(device: str, precision: str, cache_dir: Path) -> list:
     """Execution providers in order of preference, only those installed.
@@ -160,6 +165,10 @@ class TensorRTBackend:
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth_m, uncertainty_m = self.runner(torch.from_numpy(image))
         return depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy()
+
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w CUDA tensor → 1×1×h×w depth, uncertainty CUDA tensors (no host copies)."""
+        return self.runner(image)
 
 
 def choose_backend(requested: str, device: str, source_kind: str) -> str:

@@ -73,7 +73,8 @@ def load_variant(variant: str, checkpoint: str, device: str, size: tuple[int, in
     if backend == "torch-compile":
         runtime = DepthRuntime.from_path(checkpoint, backend="torch", device=device, precision=precision,
                                          input_size=size, warmup_runs=0)
-        runtime._engine.model = torch.compile(runtime._engine.model)
+        engine = runtime._engine(size)  # the torch backend runs every size with one module
+        engine.model = torch.compile(engine.model)
     else:
         runtime = DepthRuntime.from_path(checkpoint, backend=backend, device=device, precision=precision,
                                          input_size=size, cache_dir=cache_dir, num_threads=num_threads,
@@ -90,7 +91,7 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
               device: str) -> dict[str, BenchRow]:
     """Interleaved timing of every runtime on one frame (at the frame's own resolution)."""
     rows = {name: BenchRow(name, rt.input_size, [], []) for name, rt in runtimes.items()}
-    images = {name: rt.preprocess(frame) for name, rt in runtimes.items()}
+    prepared = {name: rt.preprocess(frame) for name, rt in runtimes.items()}  # (network input, plan)
     for i in range(warmup + runs):
         for name, rt in runtimes.items():
             _sync(device)
@@ -100,7 +101,8 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
             infer_ms = (time.perf_counter() - start) * 1e3
             cpu_ms = (time.process_time() - cpu_start) * 1e3
             start = time.perf_counter()
-            rt._engine.run(images[name])
+            image, plan = prepared[name]
+            rt._engine(plan.network_hw).run(image)
             _sync(device)
             network_ms = (time.perf_counter() - start) * 1e3
             if i >= warmup:

@@ -28,6 +28,7 @@ import torch
 
 from urcdc_model.checkpoints import load_model
 from urcdc_model.deploy.backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend, choose_backend
+from urcdc_model.deploy.device_io import DeviceFrameIO
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.files import default_cache_dir
 from urcdc_model.deploy.geometry import CanonicalCamera, InputPlan, canonical_camera_from_meta, plan_input
@@ -77,6 +78,8 @@ class DepthRuntime:
         self.max_depth = float(max_depth)
         self.device = device
         self.precision = precision
+        # On CUDA, resize/normalise and the way back run on the GPU for backends that take device tensors.
+        self._device_io = DeviceFrameIO(device) if device == "cuda" else None
 
     @classmethod
     def from_path(cls, path: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
@@ -257,8 +260,12 @@ class DepthRuntime:
         Raises:
             ValueError: not a uint8 RGB image, or intrinsics that cannot describe this frame.
         """
-        image, plan = self.preprocess(rgb_uint8_hwc, intrinsics)
+        _check_rgb(rgb_uint8_hwc)
+        plan = self.plan(rgb_uint8_hwc.shape[:2], intrinsics)
         engine = self._engine(plan.network_hw)
+        if self._device_io is not None and hasattr(engine, "run_tensor"):
+            return self._device_io.infer(engine.run_tensor, rgb_uint8_hwc, plan, self.max_depth, flip_tta)
+        image = normalize_rgb_array(plan.image_to_network(rgb_uint8_hwc))[None]
         depth_m, uncertainty_m = engine.run(image)
         if flip_tta:
             depth_flip, uncertainty_flip = engine.run(np.ascontiguousarray(image[..., ::-1]))
