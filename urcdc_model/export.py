@@ -1,10 +1,10 @@
 """Export the deployed network to ONNX (verified against PyTorch), TensorRT or torch-tensorrt, in FP32/FP16/INT8.
 
-    python -m urcdc_model.export --checkpoint default --format onnx --height 352 --width 1216 \
+    python -m urcdc_model.export --checkpoint default --format onnx --input-size 352x1216 \
         --output urcdc_352x1216.onnx
     python -m urcdc_model.export --checkpoint default --format onnx --precision int8 --calib-images frames/ \
-        --height 352 --width 1216 --output urcdc_int8.onnx
-    python -m urcdc_model.export --checkpoint CKPT --format tensorrt --precision fp16 --height 352 --width 1216 \
+        --input-size 352x1216 --output urcdc_int8.onnx
+    python -m urcdc_model.export --checkpoint CKPT --format tensorrt --precision fp16 --input-size 352x1216 \
         --output urcdc_fp16.engine
 
 The ONNX graph is ``image`` (1×3×H×W, ImageNet-normalised RGB) → ``depth`` (1×1×H×W metres) and

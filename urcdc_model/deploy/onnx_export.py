@@ -1,6 +1,6 @@
 """ONNX export of the deployed network, verified against PyTorch with onnxruntime before it is written.
 
-    python -m urcdc_model.export --checkpoint default --format onnx --height 352 --width 1216 \
+    python -m urcdc_model.export --checkpoint default --format onnx --input-size 352x1216 \
         --output urcdc_352x1216.onnx
     python -m urcdc_model.export --checkpoint CKPT --format onnx --precision int8 --calib-images frames/ \
         --output urcdc_int8.onnx     # FP16/INT8: urcdc_model.deploy.precision
