@@ -17,6 +17,8 @@ CLIS = {
     "urcdc_model.evaluate": "python -m urcdc_model.evaluate",
     "urcdc_model.export": "python -m urcdc_model.export",
     "urcdc_model.deploy.bench": "python -m urcdc_model.bench",
+    "urcdc_model.deploy.precision_bench": "python -m urcdc_model.deploy.precision_bench",
+    "urcdc_model.deploy.gpu_check": "python -m urcdc_model.deploy.gpu_check",
     "urcdc_model.analysis.__main__": "python -m urcdc_model.analysis",
     "urcdc_model.analysis.dgr_probe": "python -m urcdc_model.analysis.dgr_probe",
     "urcdc_model.uncertainty_check": "python -m urcdc_model.uncertainty_check",

@@ -36,7 +36,8 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; 'auto' picks the fastest one installed",
               choices=("auto", "torch", "onnxruntime", "tensorrt"), read_only=True),
     ParamSpec("device", "cpu", "Where inference runs", choices=("cpu", "cuda"), read_only=True),
-    ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda; int8 needs tensorrt)",
+    ParamSpec("precision", "fp32", "Inference precision (fp16: cuda, or onnxruntime on cpu; int8: a Q/DQ .onnx "
+              "from `export --precision int8` on onnxruntime or tensorrt)",
               choices=("fp32", "fp16", "int8"), read_only=True),
     ParamSpec("input_height", 0, "Network input height in px; 0 = the size the model was trained at "
               "(outputs are always at the camera's resolution)", min_value=0, max_value=4096, read_only=True),
@@ -153,10 +154,11 @@ def check_combination(values: dict[str, Any]) -> list[str]:
         problems.append(f"input_height={height}, input_width={width}: set both (>= 32) or both to 0")
     elif height and (height < 32 or width < 32):
         problems.append(f"input_height={height}, input_width={width}: the network needs at least 32x32")
-    if values["precision"] == "fp16" and values["device"] != "cuda":
-        problems.append("precision=fp16 needs device=cuda")
-    if values["precision"] == "int8" and values["backend"] not in ("tensorrt", "auto"):
-        problems.append(f"precision=int8 needs backend=tensorrt, not {values['backend']}")
+    if values["precision"] == "fp16" and values["device"] != "cuda" and values["backend"] == "torch":
+        problems.append("precision=fp16 with backend=torch needs device=cuda (on cpu: backend=onnxruntime)")
+    if values["precision"] == "int8" and values["backend"] == "torch":
+        problems.append("precision=int8 needs backend=onnxruntime or tensorrt (a Q/DQ .onnx from "
+                        "`python -m urcdc_model.export --precision int8 --calib-images DIR`)")
     return problems
 
 

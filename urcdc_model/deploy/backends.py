@@ -14,10 +14,10 @@ import torch
 
 from urcdc_model.deploy.errors import REEXPORT_HINT, BackendUnavailableError, ModelFileError, one_line
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
+from urcdc_model.deploy.precision import PRECISIONS  # noqa: F401  (re-exported: one vocabulary)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def cuda_available() -> bool:
@@ -54,7 +54,9 @@ class TorchBackend:
 
     def __init__(self, deploy_model: DeployModel, device: str, precision: str):
         if precision == "int8":
-            raise BackendUnavailableError("precision='int8' needs backend='tensorrt' (INT8 calibration)")
+            raise BackendUnavailableError(
+                "precision='int8' runs a calibrated Q/DQ ONNX: export one with `python -m urcdc_model.export "
+                "--precision int8 --calib-images DIR` and load it with backend='onnxruntime' or 'tensorrt'")
         if precision == "fp16" and device != "cuda":
             raise BackendUnavailableError("precision='fp16' with backend='torch' needs device='cuda'")
         self.device = torch.device(device)
@@ -66,27 +68,33 @@ class TorchBackend:
         depth_m, uncertainty_m = self.model(torch.from_numpy(image).to(self.device, self.dtype))
         return (depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy())
 
+    @torch.inference_mode()
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w tensor already on the device → 1×1×h×w depth, uncertainty (device tensors)."""
+        return self.model(image.to(self.device, self.dtype))
+
 
 def onnxruntime_providers(device: str, precision: str, cache_dir: Path) -> list:
-    """Execution providers in order of preference for the device/precision, only those installed."""
+    """Execution providers in order of preference, only those installed.
+
+    ``precision`` is the ONNX file's own (FP16 and Q/DQ INT8 graphs carry their types): the CPU
+    provider runs all three, the TensorRT provider is told to allow FP16/INT8 kernels to match.
+    """
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if device == "cpu":
-        if precision != "fp32":
-            raise BackendUnavailableError(
-                f"precision='{precision}' with backend='onnxruntime' needs device='cuda' "
-                "(the CPU execution provider runs FP32)")
         return ["CPUExecutionProvider"]
     providers: list = []
     if "TensorrtExecutionProvider" in available:
         providers.append(("TensorrtExecutionProvider", {
-            "trt_fp16_enable": precision == "fp16",
+            "trt_fp16_enable": precision in ("fp16", "int8"),
+            "trt_int8_enable": precision == "int8",
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir / "ort_trt"),
             "trt_timing_cache_enable": True,
         }))
-    if "CUDAExecutionProvider" in available and precision == "fp32":
+    if "CUDAExecutionProvider" in available:
         providers.append("CUDAExecutionProvider")
     if not providers:
         raise BackendUnavailableError(
@@ -157,6 +165,10 @@ class TensorRTBackend:
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth_m, uncertainty_m = self.runner(torch.from_numpy(image))
         return depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy()
+
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w CUDA tensor → 1×1×h×w depth, uncertainty CUDA tensors (no host copies)."""
+        return self.runner(image)
 
 
 def choose_backend(requested: str, device: str, source_kind: str) -> str:

@@ -73,7 +73,8 @@ def load_variant(variant: str, checkpoint: str, device: str, size: tuple[int, in
     if backend == "torch-compile":
         runtime = DepthRuntime.from_path(checkpoint, backend="torch", device=device, precision=precision,
                                          input_size=size, warmup_runs=0)
-        runtime._engine.model = torch.compile(runtime._engine.model)
+        engine = runtime._engine(size)  # the torch backend runs every size with one module
+        engine.model = torch.compile(engine.model)
     else:
         runtime = DepthRuntime.from_path(checkpoint, backend=backend, device=device, precision=precision,
                                          input_size=size, cache_dir=cache_dir, num_threads=num_threads,
@@ -90,7 +91,7 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
               device: str) -> dict[str, BenchRow]:
     """Interleaved timing of every runtime on one frame (at the frame's own resolution)."""
     rows = {name: BenchRow(name, rt.input_size, [], []) for name, rt in runtimes.items()}
-    images = {name: rt.preprocess(frame) for name, rt in runtimes.items()}
+    prepared = {name: rt.preprocess(frame) for name, rt in runtimes.items()}  # (network input, plan)
     for i in range(warmup + runs):
         for name, rt in runtimes.items():
             _sync(device)
@@ -100,7 +101,8 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
             infer_ms = (time.perf_counter() - start) * 1e3
             cpu_ms = (time.process_time() - cpu_start) * 1e3
             start = time.perf_counter()
-            rt._engine.run(images[name])
+            image, plan = prepared[name]
+            rt._engine(plan.network_hw).run(image)
             _sync(device)
             network_ms = (time.perf_counter() - start) * 1e3
             if i >= warmup:
@@ -149,26 +151,26 @@ def format_table(rows: list[BenchRow], baseline: dict[tuple[int, int], float]) -
     return "\n".join(lines)
 
 
-def write_benchmarks_md(path: Path, subsection_title: str, body: str) -> None:
-    """Replace (or add) ``### subsection_title`` inside this module's ``## `` section of the shared file."""
+def write_benchmarks_md(path: Path, subsection_title: str, body: str, section: str = SECTION_TITLE) -> None:
+    """Replace (or add) ``### subsection_title`` inside the ``## section`` (default: this module's) of the file."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n\nMeasured numbers, with the commands that produced them.\n"
     subsection = f"### {subsection_title}\n\n{body.strip()}\n"
-    if SECTION_TITLE not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{subsection}"
+    if section not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n\n{subsection}"
     else:
-        start = text.index(SECTION_TITLE)
-        next_section = text.find("\n## ", start + len(SECTION_TITLE))
+        start = text.index(section)
+        next_section = text.find("\n## ", start + len(section))
         end = len(text) if next_section < 0 else next_section + 1
-        section = text[start:end]
+        block = text[start:end]
         header = f"### {subsection_title}\n"
-        if header in section:
-            s = section.index(header)
-            nxt = section.find("\n### ", s + len(header))
-            e = len(section) if nxt < 0 else nxt + 1
-            section = section[:s] + subsection + ("\n" if nxt >= 0 else "") + section[e:].lstrip("\n")
+        if header in block:
+            s = block.index(header)
+            nxt = block.find("\n### ", s + len(header))
+            e = len(block) if nxt < 0 else nxt + 1
+            block = block[:s] + subsection + ("\n" if nxt >= 0 else "") + block[e:].lstrip("\n")
         else:
-            section = section.rstrip("\n") + "\n\n" + subsection
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
+            block = block.rstrip("\n") + "\n\n" + subsection
+        text = text[:start] + block.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
