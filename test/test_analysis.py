@@ -20,7 +20,8 @@ from urcdc_model.analysis import (
     topk_distance,
     uniform_reference,
 )
-from urcdc_model.analysis.inputs import load_image_frames, pair_ground_truth
+from urcdc_model.analysis.inputs import load_image_frames, pair_ground_truth, procedural_frames
+from urcdc_model.deploy.geometry import CanonicalCamera
 from urcdc_model.models.coupling import CouplingUnit
 
 LOCAL_RADIUS = 2  # the hand-built CNN branch sees a 5x5 window
@@ -215,6 +216,46 @@ def test_loads_real_kitti_frames_with_gt(shared_data):
         valid = frame.depth_m[frame.depth_m > 0]
         assert 0.05 < valid.size / frame.depth_m.size < 0.5  # KITTI annotated GT is semi-dense
         assert 1.0 < valid.min() and valid.max() < 90.0     # metres: value / 256 from intrinsics.json
+
+
+def test_real_frames_take_the_deployment_input_path(shared_data):
+    """Images reach the network through the runtime's plan for their camera (intrinsics.json), GT with them."""
+    from urcdc_model.data.base import read_depth_png
+    from urcdc_model.deploy.geometry import plan_input
+    from urcdc_model.preprocessing import read_rgb
+
+    root = shared_data / "kitti_depth_annotated"
+    meta = json.loads((root / "intrinsics.json").read_text())
+    k = np.array([[meta["fx"], 0, meta["cx"]], [0, meta["fy"], meta["cy"]], [0, 0, 1]])
+    canonical = CanonicalCamera(721.5377 * 320 / 1242, (96, 320))      # the default model's
+    frame = load_image_frames([root / "rgb" / "0000000005.png"], [root / "depth"], 96, 320, canonical=canonical)[0]
+    rgb = read_rgb(root / "rgb" / "0000000005.png")
+    gt_m = read_depth_png(root / "depth" / "0000000005.png", 256.0)
+    plan = plan_input(rgb.shape[:2], canonical, k, network_hw=(96, 320))
+    assert (frame.plan.resized_hw, frame.plan.pad_tlbr) == (plan.resized_hw, plan.pad_tlbr)
+    np.testing.assert_array_equal(frame.plan.intrinsics, k)
+    assert not plan.fallback and plan.resized_hw[1] / plan.resized_hw[0] == pytest.approx(1242 / 375, rel=0.02)
+    np.testing.assert_array_equal(frame.rgb, plan.image_to_network(rgb))
+    np.testing.assert_array_equal(frame.depth_m, plan.depth_to_network(gt_m))
+    # KITTI's focal at 1242 px is 707 px here, not the canonical 721.5: the network's metres differ by that
+    assert plan.depth_scale == pytest.approx(707.0493 / 721.5377, rel=0.01)
+
+
+def test_procedural_frames_go_through_the_plan_of_their_rendered_camera():
+    from urcdc_model.data.synthetic import HELD_OUT_SEED, render_frame
+
+    rendered = render_frame(HELD_OUT_SEED, "street", 48, 160)
+    same_camera = procedural_frames(1, 48, 160)[0]        # the default canonical camera is the rendered one
+    np.testing.assert_array_equal(same_camera.rgb, rendered.rgb)
+    np.testing.assert_array_equal(same_camera.depth_m, rendered.depth_m)
+    # a model whose canonical focal is twice this camera's: at a pinned 48x160 the frame cannot be enlarged
+    # to the canonical focal, so the network sees half its focal and must answer twice the depth
+    canonical = CanonicalCamera(2 * rendered.intrinsics[0, 0], (48, 160))
+    wide = procedural_frames(1, 48, 160, canonical=canonical)[0]
+    assert wide.plan.resized_hw == (48, 160) and wide.plan.depth_scale == pytest.approx(0.5)
+    np.testing.assert_allclose(wide.depth_m, rendered.depth_m * 2.0, rtol=1e-6)
+    # rendered at 96x320 the dataset's camera has that canonical focal: the identity again
+    assert procedural_frames(1, 96, 320, canonical=canonical)[0].plan.depth_scale == pytest.approx(1.0)
 
 
 def test_without_dgr_bypasses_only_trained_refinement():

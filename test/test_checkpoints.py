@@ -98,12 +98,12 @@ def test_corrupt_and_missing_files_give_clear_errors(tmp_path, nano_two_branch):
         load_model(tmp_path / "nope.ckpt")
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a checkpoint" * 64)
-    with pytest.raises(CheckpointError, match="garbage.ckpt: cannot read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.ckpt: not a readable PyTorch checkpoint"):
         load_model(garbage)
     good = save_model(tmp_path / "good.safetensors", nano_two_branch, nano_two_branch.cfg)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="truncated.safetensors: cannot read as safetensors"):
+    with pytest.raises(CheckpointError, match="truncated.safetensors: not a readable safetensors file"):
         load_model(truncated)
     foreign = tmp_path / "foreign.pth"
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, foreign)
@@ -126,7 +126,7 @@ def test_pickled_code_is_never_executed(tmp_path):
 
 def test_default_checkpoint(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "DEFAULT_CHECKPOINT", tmp_path / "default.safetensors")
-    with pytest.raises(FileNotFoundError, match="default checkpoint .* is missing"):
+    with pytest.raises(FileNotFoundError, match="default.safetensors: the embedded default model is missing"):
         load_model("default")
     model = build_model("nano", with_cnn=False)
     save_model(tmp_path / "default.safetensors", model, model.cfg, meta={"input_height": 176, "input_width": 576})

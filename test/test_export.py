@@ -124,8 +124,11 @@ def test_read_metadata_rejects_foreign_onnx(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--int8"], "--int8 needs --calib-images"),
-    (["--fp16"], "the ONNX file stays FP32"),
+    (["--int8"], "--precision int8 needs --calib-images"),
+    (["--precision", "int8"], "--precision int8 needs --calib-images"),
+    (["--precision", "fp16", "--calib-images", "x"], "--calib-images is for --precision int8"),
+    (["--fp16", "--precision", "int8"], "give one precision"),
+    (["--precision", "bf16"], "invalid choice: 'bf16'"),
     (["--height", "352"], "both --height and --width"),
 ])
 def test_cli_rejects_inconsistent_options(argv, message, capsys, tmp_path):
@@ -140,11 +143,32 @@ def test_tensorrt_export_says_why_not_without_tensorrt(checkpoint, tmp_path, cap
     if tensorrt_available() and cuda_available():
         pytest.skip("TensorRT and a GPU are present: the engine build is covered by test_runtime")
     path, _ = checkpoint
-    rc = main(["--checkpoint", str(path), "--format", "tensorrt", "--fp16", "--height", str(INPUT_HW[0]),
+    rc = main(["--checkpoint", str(path), "--format", "tensorrt", "--precision", "fp16", "--height", str(INPUT_HW[0]),
                "--width", str(INPUT_HW[1]), "--output", str(tmp_path / "m.engine")])
     expected = "TensorRT is not installed" if not tensorrt_available() else "no CUDA GPU|needs an NVIDIA GPU"
-    assert rc == 2 and re.search(expected, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(expected, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # failed before exporting anything
+
+
+def test_static_export_is_constant_folded(tmp_path):
+    """The static graph's shape arithmetic folds away (TensorRT's parser and the quantizer get plain ops),
+    the folded graph computes the same, and no onnxruntime-only opset is left behind."""
+    from urcdc_model.deploy.onnx_export import count_nodes, export_onnx, fold_constants
+
+    model, cfg = _nano()
+    raw = export_onnx(DeployModel(model, cfg.max_depth), tmp_path / "raw.onnx", *INPUT_HW)
+    folded = fold_constants(raw, tmp_path / "folded.onnx")
+    before, after = count_nodes(raw), count_nodes(folded)
+    assert before.get("Shape", 0) > 100 and "Shape" not in after and "ConstantOfShape" not in after
+    assert after["total"] < before["total"] / 4
+    image = np.random.default_rng(0).normal(size=(1, 3, *INPUT_HW)).astype(np.float32)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+               for p in (raw, folded)]
+    for folded_out, raw_out in zip(outputs[1], outputs[0]):
+        assert max_relative_error(folded_out, raw_out) <= 1e-5
+    domains = {op.domain for op in onnx.load(str(folded)).opset_import}
+    assert domains <= {"", "ai.onnx"}, f"unused opset imports left by onnxruntime: {domains}"
 
 
 def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
@@ -162,3 +186,49 @@ def test_mask_upsampling_and_position_embedding_export_with_parity(tmp_path):
     _, results = export_verified_onnx(deploy, tmp_path / "mask.onnx", *INPUT_HW, dynamic=True)
     assert len({r.input_name for r in results}) >= 2       # checked at more than one input size
     assert max(r.worst for r in results) <= 1e-3
+
+
+class _BrokenTorchTensorRT:
+    """A meta-path finder whose torch_tensorrt import fails the way a real one does without libnvinfer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch_tensorrt":
+            return None
+        import importlib.machinery
+
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [OSError("libnvinfer.so.11: cannot open shared object file: No such file"),
+                                   RuntimeError("Torch-TensorRT needs a CUDA build of torch\nsecond line")])
+def test_torch_tensorrt_that_cannot_load_is_one_line(monkeypatch, error):
+    """torch_tensorrt's import raises OSError/RuntimeError, not ImportError, when its libraries or torch
+    do not fit: that must reach the user as BackendUnavailableError, not a traceback."""
+    import sys
+
+    from urcdc_model.deploy.errors import BackendUnavailableError
+    from urcdc_model.deploy.torch_tensorrt import import_torch_tensorrt
+
+    monkeypatch.delitem(sys.modules, "torch_tensorrt", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenTorchTensorRT(error), *sys.meta_path])
+    with pytest.raises(BackendUnavailableError) as info:
+        import_torch_tensorrt()
+    message = str(info.value)
+    assert "torch-tensorrt is installed but cannot be loaded" in message and type(error).__name__ in message
+    assert str(error).splitlines()[0] in message and "\n" not in message
+
+
+def test_torch_tensorrt_int8_points_to_the_onnx_route(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--format", "torch-tensorrt", "--precision", "int8", "--calib-images", str(tmp_path),
+              "--output", str(tmp_path / "m.ep")])
+    assert info.value.code == 2 and "use --format tensorrt --precision int8" in capsys.readouterr().err

@@ -37,7 +37,8 @@ def test_yaml_defaults_equal_the_declared_defaults():
     ({"publish_points": "yes"}, "publish_points: expected a bool"),
     ({"input_height": 352}, "set both"),
     ({"input_height": 16, "input_width": 16}, "at least 32x32"),
-    ({"precision": "fp16"}, "fp16 needs device=cuda"),
+    ({"precision": "fp16", "backend": "torch"}, "fp16 with backend=torch needs device=cuda"),
+    ({"precision": "int8", "backend": "torch"}, "int8 needs backend=onnxruntime or tensorrt"),
     ({"frame_id": "/camera"}, "drop the slash"),
     ({"model": " "}, "model: empty"),
     ({"colour": True}, "colour: unknown parameter"),
@@ -95,10 +96,17 @@ def test_declare_on_a_real_node_with_yaml_file():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("cloud_stride:=40", "cloud_stride"),
-    ("max_depth_m:=abc", "max_depth_m: expected a double"),
+    ("cloud_stride:=40", "cloud_stride: 40 is above the maximum 16"),
+    ("cloud_stride:=abc", "cloud_stride: expected an integer, got 'abc' (type string)"),
+    ("max_depth_m:=abc", "max_depth_m: expected a double (write 80.0, not 80), got 'abc'"),
+    ("flip_tta:=3", "flip_tta: expected a bool (true or false), got '3'"),
     ("device:=tpu", "device: 'tpu' is not one of"),
 ])
 def test_declare_rejects_bad_overrides_at_start(override, message):
-    with pytest.raises(ParameterError, match=message):
+    with pytest.raises(ParameterError) as raised:
         _declare([override])
+    text = str(raised.value)
+    name = override.split(":=")[0]
+    assert text.startswith(message), text
+    assert not text.endswith(f": {name}"), f"rclpy's trailing parameter name leaked: {text}"
+    assert "expected a integer" not in text and "Trying to set" not in text

@@ -104,6 +104,26 @@ def test_executor_choice_and_fallback(humble_executors):
         context.try_shutdown()
 
 
+def test_auto_falls_back_when_the_events_executor_cannot_be_made(monkeypatch):
+    """rclpy's EventsExecutor() calls faulthandler.enable(), which fails where stderr has no file descriptor."""
+    import io
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    def events_executor(context=None):
+        raise io.UnsupportedOperation("fileno")
+
+    monkeypatch.setattr(ros_compat, "events_executor_class", lambda: events_executor)
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        assert isinstance(ros_compat.make_executor("auto", context=context), SingleThreadedExecutor)
+        with pytest.raises(ValueError, match="could not be created: fileno"):
+            ros_compat.make_executor("events", context=context)
+    finally:
+        context.try_shutdown()
+
+
 def test_events_executor_where_rclpy_has_it():
     events = ros_compat.events_executor_class()
     if events is None:

@@ -195,7 +195,7 @@ def test_infer_rejects_non_uint8_rgb(torch_runtime):
 
 def test_onnx_file_cannot_run_on_torch_backend(ort_runtime, cache_dir):
     onnx_path = next((cache_dir / "onnx").glob("*.onnx"))
-    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run a onnx file"):
+    with pytest.raises(BackendUnavailableError, match="backend='torch' cannot run an ONNX model"):
         DepthRuntime.from_path(onnx_path, backend="torch")
 
 
@@ -313,12 +313,17 @@ def test_onnx_run_size_static_dynamic_and_mismatch(tmp_path):
     assert onnx_run_size(dynamic, (192, 640), tmp_path) == (192, 640)
 
 
-def test_onnxruntime_cpu_provider_and_precision_errors(tmp_path):
+def test_onnxruntime_providers_per_device(tmp_path):
+    """The CPU provider runs every precision (FP16/Q/DQ graphs carry their types); CUDA needs a GPU provider."""
+    import onnxruntime as ort
+
     from urcdc_model.deploy.backends import onnxruntime_providers
 
-    assert onnxruntime_providers("cpu", "fp32", tmp_path) == ["CPUExecutionProvider"]
-    with pytest.raises(BackendUnavailableError, match="needs device='cuda'"):
-        onnxruntime_providers("cpu", "fp16", tmp_path)
+    for precision in ("fp32", "fp16", "int8"):
+        assert onnxruntime_providers("cpu", precision, tmp_path) == ["CPUExecutionProvider"]
+    if not {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
+        with pytest.raises(BackendUnavailableError, match="install onnxruntime-gpu"):
+            onnxruntime_providers("cuda", "fp16", tmp_path)
 
 
 def test_uncertainty_calibration_table_on_rendered_frames(torch_runtime):

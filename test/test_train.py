@@ -97,6 +97,26 @@ def test_tiny_run_writes_checkpoint_log_and_loadable_weights(tmp_path):
     assert any((tmp_path / "tensorboard").iterdir())
 
 
+def test_camera_augmented_run_trains_on_windows_and_records_the_canonical_camera(tmp_path):
+    windows = [[32, 64], [48, 48]]
+    trainer = Trainer(_tiny_config(data={"cameras": "random", "window_sizes": windows}), tmp_path, progress=False)
+    shapes = {tuple(batch["image"].shape[2:]) for batch, _ in zip(trainer.loader, range(8))}
+    assert shapes <= {(32, 64), (48, 48)} and len(shapes) == 2
+    trainer.train()
+    assert all(math.isfinite(loss) for _, loss in _losses(tmp_path))
+    _, _, meta = load_model(tmp_path / "model.safetensors", with_cnn=False)
+    assert meta["canonical_focal_px"] == pytest.approx(721.5377 * 96 / 1242)    # KITTI's focal at the 96 px width
+    assert (meta["input_height"], meta["input_width"]) == (48, 96) and "cameras: random" in meta["dataset"]
+
+
+def test_fixed_camera_run_records_the_rendered_camera_as_canonical(tmp_path):
+    from urcdc_model.data.synthetic import kitti_like_intrinsics
+
+    Trainer(_tiny_config(optim={"total_steps": 1}), tmp_path, progress=False).train()
+    _, _, meta = load_model(tmp_path / "model.safetensors", with_cnn=False)
+    assert meta["canonical_focal_px"] == pytest.approx(kitti_like_intrinsics(48, 96)[0, 0])
+
+
 def test_init_checkpoint_starts_fine_tuning_from_those_weights(tmp_path):
     first = Trainer(_tiny_config(optim={"total_steps": 2}), tmp_path / "stage1", progress=False)
     first.train()

@@ -30,6 +30,7 @@ import torch
 import yaml
 from torch.utils.data import ConcatDataset
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_model
 from urcdc_model.data.synthetic import (
     HELD_OUT_SEED,
@@ -157,8 +158,10 @@ def run(steps: int, nproc: int, output: Path, num_test_images: int, reuse: bool)
         run_dir = output / variant.name
         weights = run_dir / "model.safetensors"
         if not (reuse and weights.is_file()):
-            print(f"[ablation] training {variant.name}: {variant.description} ({steps} steps)", flush=True)
+            print(f"[ablation] training {variant.name}: {variant.description} ({steps} steps; log "
+                  f"{run_dir / 'train.log'})", flush=True)
             train_seconds[variant.name] = train_variant(variant_config(base, variant, steps), run_dir, nproc)
+        print(f"[ablation] evaluating {variant.name} on {', '.join(sets)} ({num_test_images} scenes each)", flush=True)
         model, cfg, _ = load_model(weights, with_cnn=True)
         per_image[variant.name] = {
             name: per_image_metrics(model, dataset, torch.device("cpu"), cfg.max_depth) for name, dataset in sets.items()}
@@ -272,15 +275,20 @@ def interpretation(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.ablation", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.ablation", __doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=220, help="training steps per variant (equal budgets)")
     parser.add_argument("--nproc", type=int, default=2, help="torchrun processes per training run")
     parser.add_argument("--test-images", type=int, default=24, help="scenes per test set")
     parser.add_argument("--output", default="runs/ablation", help="folder for the runs")
-    parser.add_argument("--doc", default=str(REPO / "docs" / "ABLATION.md"), help="markdown report to write")
+    parser.add_argument("--doc", default=str(REPO / "docs" / "ABLATION.md"),
+                        help="markdown report to write (default: docs/ABLATION.md of this checkout)")
     parser.add_argument("--reuse", action="store_true", help="reuse finished runs in --output instead of retraining")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     command = "python -m urcdc_model.ablation " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                       else sys.argv[1:]))
     torch.set_num_threads(1)  # evaluation here; 2 threads on the shared cores were far slower (BENCHMARKS.md)

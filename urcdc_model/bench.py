@@ -1,6 +1,6 @@
 """Latency benchmark of the runtime backends (CLI; the code is urcdc_model.deploy.bench).
 
-    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --sizes 352x1216
+    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --input-sizes 352x1216
 """
 import sys
 

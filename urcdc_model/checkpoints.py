@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .deploy.errors import ModelFileError, ModelFileNotFoundError, one_line
 from .models import VARIANTS, ModelConfig, URCDCDepth
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "default.safetensors"
@@ -30,26 +32,29 @@ DEFAULT_MAX_DEPTH_M = 80.0  # for official checkpoints, which store no config: K
 CNN_KEY_PREFIXES = ("backbone.base_model.", "backbone.fusion", "decoder2.", "last_layer_depth.", "last_layer_uncer.",
                     "fusion")  # top-level fusion*: coupling units of an earlier official layout
 
+# The fix every checkpoint error ends with: valid wherever a checkpoint is asked for (CLIs and the node).
+CHECKPOINT_HINT = "pass a URCDC-Depth .safetensors/.ckpt checkpoint, or 'default' for the embedded model"
+
 _CONFIG_KEY = "urcdc_config"
 _META_KEY = "urcdc_meta"
 _TORCH_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not fit the model."""
+class CheckpointError(ModelFileError):
+    """A checkpoint file that cannot be read or does not fit the model (one line: file, problem, fix)."""
 
 
 def resolve_checkpoint(checkpoint: str | Path) -> Path:
     """``"default"`` -> the embedded default weights; otherwise the path, which must exist."""
     if str(checkpoint) == "default":
         if not DEFAULT_CHECKPOINT.is_file():
-            raise FileNotFoundError(
-                f"default checkpoint {DEFAULT_CHECKPOINT} is missing: the embedded nano model has not been "
-                "trained into the package yet (see README, Training), or pass --checkpoint PATH")
+            raise ModelFileNotFoundError(
+                f"{DEFAULT_CHECKPOINT}: the embedded default model is missing from this installation; "
+                "reinstall the package (`pip install -e .`), or pass a checkpoint path instead of 'default'")
         return DEFAULT_CHECKPOINT
     path = Path(checkpoint).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
+        raise ModelFileNotFoundError(f"{path}: checkpoint file not found; {CHECKPOINT_HINT}")
     return path
 
 
@@ -64,13 +69,59 @@ def read_checkpoint(checkpoint: str | Path, map_location: str | torch.device = "
     path = resolve_checkpoint(checkpoint)
     if path.suffix == ".safetensors":
         return _read_safetensors(path, map_location)
+    if path.suffix.lower() in _EXPORTED_SUFFIXES:
+        raise CheckpointError(f"{path}: {_EXPORTED_SUFFIXES[path.suffix.lower()]}, not a checkpoint; pass the "
+                              ".safetensors/.ckpt checkpoint it was made from, or 'default'")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             raw = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/foreign files
-        raise CheckpointError(f"{path}: cannot read as a PyTorch checkpoint ({type(exc).__name__}: {exc}); "
-                              "the file is corrupt or not a .ckpt/.pth state dict") from exc
+        # torch's own text advises weights_only=False (arbitrary code execution): never shown to the user
+        raise CheckpointError(_torch_load_failure(path, exc)) from exc
     return unwrap_state_dict(raw, source=str(path)), None, {}
+
+
+# Files our export writes: named so a user who passes one where a checkpoint is needed learns what it is.
+_EXPORTED_SUFFIXES = {".onnx": "an exported ONNX model", ".engine": "a TensorRT engine", ".plan": "a TensorRT engine",
+                      ".trt": "a TensorRT engine", ".ep": "a torch-tensorrt ExportedProgram"}
+
+
+def _torch_load_failure(path: Path, exc: Exception) -> str:
+    """One line for a file torch.load refused: what the file is not (and is, when recognisable), and the fix."""
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if unsafe:
+        return (f"{path}: holds pickled Python objects besides tensors ({unsafe.group(1)}), which are never "
+                "unpickled here because that can run code; save only the weights "
+                "(`torch.save(model.state_dict(), 'weights.pth')`) or pass a .safetensors checkpoint")
+    what = describe_file_contents(path)
+    if what is None:
+        what = ("truncated or corrupt" if isinstance(exc, RuntimeError) and "zip" in str(exc)
+                else "corrupt, truncated or another format")
+        return f"{path}: not a readable PyTorch checkpoint ({what}); copy it again, or {CHECKPOINT_HINT}"
+    return f"{path}: {what}, not a model checkpoint; {CHECKPOINT_HINT}"
+
+
+def describe_file_contents(path: Path) -> str | None:
+    """What a file that is not a checkpoint looks like from its first bytes ("a NumPy .npy array", ...),
+    or None when it might be a damaged checkpoint."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return None  # a truncated zip: most likely a damaged torch.save file
+        if any(name.endswith("data.pkl") for name in names):
+            return None
+        return "a NumPy .npz archive" if names and all(n.endswith(".npy") for n in names) else "a zip archive"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    return None
 
 
 def _numpy_array_globals() -> list:
@@ -97,12 +148,14 @@ def _read_safetensors(path: Path, map_location: str | torch.device
             header = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot read as safetensors ({exc}); the file is corrupt or truncated") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: {one_line(exc, 120)}); "
+                              f"copy it again, or {CHECKPOINT_HINT}") from exc
     try:
         config = json.loads(header[_CONFIG_KEY]) if _CONFIG_KEY in header else None
         meta = json.loads(header[_META_KEY]) if _META_KEY in header else {}
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata field '{_CONFIG_KEY}'/'{_META_KEY}' is not valid JSON ({exc})") from exc
+        raise CheckpointError(f"{path}: metadata field '{_CONFIG_KEY}'/'{_META_KEY}' is not valid JSON ({exc}); "
+                              "re-save it with urcdc_model.checkpoints.save_model") from exc
     return unwrap_state_dict(state, source=str(path)), config, meta
 
 
@@ -114,8 +167,8 @@ def unwrap_state_dict(raw: Any, source: str = "checkpoint") -> dict[str, torch.T
             state = state[wrapper]
             break
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{source}: no state dict found (expected {{'model': ...}}, {{'state_dict': ...}} "
-                              "or a dict of tensors)")
+        raise CheckpointError(f"{source}: not a model checkpoint (no state dict: expected {{'model': ...}}, "
+                              f"{{'state_dict': ...}} or a dict of tensors); {CHECKPOINT_HINT}")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
@@ -140,7 +193,8 @@ def infer_config(state: Mapping[str, torch.Tensor], max_depth: float = DEFAULT_M
         mlp_hidden = state["backbone.layers.0.blocks.0.mlp.fc1.weight"].shape[0]
     except KeyError as exc:
         raise CheckpointError(f"state dict lacks {exc}: not a URCDC-Depth / NeWCRFs checkpoint "
-                              "(keys like backbone.patch_embed.proj.weight, crf0.norm_crf.weight expected)") from exc
+                              "(keys like backbone.patch_embed.proj.weight, crf0.norm_crf.weight expected); "
+                              f"{CHECKPOINT_HINT}") from exc
     fields: dict[str, Any] = dict(
         embed_dim=embed_dim, patch_size=patch_size, depths=depths, num_heads=num_heads,
         window_size=_window_from_table(table_rows), mlp_ratio=mlp_hidden / embed_dim,
@@ -219,7 +273,10 @@ def load_model(checkpoint: str | Path = "default", with_cnn: bool = False, map_l
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{checkpoint}: stored model config is invalid ({exc})") from exc
     else:
-        cfg = infer_config(state, max_depth=DEFAULT_MAX_DEPTH_M if max_depth is None else max_depth)
+        try:
+            cfg = infer_config(state, max_depth=DEFAULT_MAX_DEPTH_M if max_depth is None else max_depth)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{checkpoint}: {exc}") from exc
     if with_cnn and not any(is_cnn_key(k) for k in state):
         raise CheckpointError(f"{checkpoint}: holds only the Transformer branch; load it with with_cnn=False")
     changes: dict[str, Any] = {"with_cnn": with_cnn}

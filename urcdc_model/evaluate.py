@@ -6,6 +6,11 @@ Run a model on a dataset::
     python -m urcdc_model.evaluate --checkpoint CKPT --dataset kitti --data-root RAW --split eigen_test.txt
     python -m urcdc_model.evaluate --checkpoint CKPT --dataset kitti --data-root DRIVES  # every frame with GT
 
+The model runs through ``DepthRuntime`` (torch backend) with each frame's intrinsics, the path of the
+node and of ``predict``. The multi-camera benchmark (issue 12; ``urcdc_model.camera_benchmark``)::
+
+    python -m urcdc_model.evaluate --checkpoint default --dataset synthetic --cameras multi --markdown out.md
+
 Score saved outputs of any model (matched to ground truth by file stem)::
 
     python -m urcdc_model.evaluate --pred-dir PRED --gt-dir GT --dataset kitti --crop garg --json out.json
@@ -16,22 +21,23 @@ per-image metrics, as the official eval); ``--json`` writes the same numbers key
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
 
+from typing import Iterator
+
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from urcdc_model import cli
 from urcdc_model import metrics as depth_metrics
 from urcdc_model.data.base import SplitEntry
 from urcdc_model.data.synthetic import KITTI_FOCAL_PX
 from urcdc_model.preprocessing import KB_CROP_HEIGHT, KB_CROP_WIDTH
 
 SYNTHETIC_TEST_FRAMES = 200
-SYNTHETIC_TEST_SIZE = (176, 576)
 DEPTH_SCALE = {"kitti": 256.0, "nyu": 1000.0, "synthetic": 256.0}
 # prefixes that differ between an image/prediction and its GT file in the public layouts (NYU sync)
 _STEM_PREFIXES = ("sync_depth_", "depth_", "rgb_", "pred_")
@@ -65,8 +71,8 @@ def kitti_split_from_drives(data_root: Path) -> list[SplitEntry]:
     return entries
 
 
-def build_eval_dataset(args, input_size: tuple[int, int] | None):
-    """The evaluation dataset for ``--dataset`` (eval mode: no augmentation, ``has_valid_depth``)."""
+def build_eval_dataset(args, frame_hw: tuple[int, int]):
+    """The evaluation dataset for ``--dataset`` (eval mode: no augmentation); synthetic frames are ``frame_hw``."""
     if args.dataset == "synthetic":
         if args.data_root:
             from urcdc_model.data.kitti import KittiDepthDataset
@@ -75,12 +81,12 @@ def build_eval_dataset(args, input_size: tuple[int, int] | None):
             return KittiDepthDataset(args.data_root, args.data_root, split, mode="eval", kb_crop_eval=False)
         from urcdc_model.data import synthetic
 
-        height, width = input_size or SYNTHETIC_TEST_SIZE
+        height, width = frame_hw
         if args.kind == "indoor" and args.camera != "train":
             raise SystemExit("--camera shifted-* applies to street scenes only")
         camera = {"train": None, "shifted-down": synthetic.STREET_SHIFTED_CAMERA_DOWN,
                   "shifted-up": synthetic.STREET_SHIFTED_CAMERA_UP}[args.camera]
-        return synthetic.SyntheticDepthDataset(args.num_frames, kind=args.kind, height=height, width=width,
+        return synthetic.SyntheticDepthDataset(args.frames, kind=args.kind, height=height, width=width,
                                                seed=synthetic.HELD_OUT_SEED, train=False, camera_range=camera)
     if not args.data_root:
         raise SystemExit(f"--dataset {args.dataset} needs --data-root (and --split unless it holds KITTI drives)")
@@ -99,33 +105,37 @@ def build_eval_dataset(args, input_size: tuple[int, int] | None):
     return NyuDepthDataset(data_root, gt_root, args.split, mode="eval")
 
 
-def predict_full_size(model, image_chw: torch.Tensor, input_size: tuple[int, int] | None, flip_tta: bool
-                      ) -> np.ndarray:
-    """Depth in metres at the image's own size; the network runs at ``input_size`` when given."""
-    from urcdc_model.inference import predict_depth
+def eval_frames(dataset) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+    """(uint8 RGB, GT metres or None, 3x3 K) of each frame, as the eval dataset would present it."""
+    from urcdc_model.data.synthetic import SyntheticDepthDataset
+    from urcdc_model.deploy.intrinsics import centred_intrinsics
 
-    image = image_chw[None]
-    height, width = image.shape[-2:]
-    if input_size is not None and tuple(input_size) != (height, width):
-        image = F.interpolate(image, size=tuple(input_size), mode="bilinear", align_corners=False)
-    depth, _ = predict_depth(model, image, flip_tta=flip_tta)
-    if depth.shape[-2:] != (height, width):
-        depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
-    return depth[0, 0].float().numpy()
+    for index in range(len(dataset)):
+        if isinstance(dataset, SyntheticDepthDataset):
+            frame = dataset.frame(index)             # the rendered K is exact
+            yield frame.rgb, frame.depth_m, frame.intrinsics
+            continue
+        image, depth, entry = dataset.load(index)
+        image, depth = dataset.prepare_eval(image, depth)
+        rgb = np.round(image * 255.0).astype(np.uint8)   # the loaders read 8-bit files: exact
+        # Split files give only the focal length (KITTI: from the date's calibration when the split is
+        # built from drives). The input plan depends on the focal alone, so the image centre stands in
+        # for the principal point (also after the KB crop, which moves it).
+        yield rgb, depth, centred_intrinsics(entry.focal, rgb.shape[:2])
 
 
-@torch.no_grad()  # scoped, not torch.set_grad_enabled(False): callers in the same process keep autograd
+def load_runtime(args):
+    """The model as the node runs it: DepthRuntime on the torch backend (no export for an evaluation)."""
+    from urcdc_model.deploy.runtime import DepthRuntime
+
+    return DepthRuntime.from_path(args.checkpoint, backend="torch", input_size=args.input_size,
+                                  max_depth=args.model_max_depth, warmup_runs=0)
+
+
 def evaluate_model(args) -> tuple[dict[str, float], int]:
-    from urcdc_model.checkpoints import load_model
-
-    model, cfg, meta = load_model(args.checkpoint, with_cnn=False, max_depth=args.model_max_depth)
-    if args.input_size:
-        input_size = tuple(int(v) for v in args.input_size.lower().split("x"))
-    elif "input_height" in meta and "input_width" in meta:
-        input_size = (int(meta["input_height"]), int(meta["input_width"]))
-    else:
-        input_size = None
-    dataset = build_eval_dataset(args, input_size)
+    runtime = load_runtime(args)
+    # synthetic frames are rendered at the size the network runs at (the training size unless pinned)
+    dataset = build_eval_dataset(args, runtime.network_size or runtime.input_size)
     metric_dataset = "synthetic" if args.dataset == "synthetic" else args.dataset
     max_depth = args.max_depth or (10.0 if args.kind == "indoor" and args.dataset == "synthetic"
                                    else depth_metrics.MAX_DEPTH_M[metric_dataset])
@@ -133,23 +143,35 @@ def evaluate_model(args) -> tuple[dict[str, float], int]:
     accumulator = depth_metrics.MetricAccumulator()
     skipped = 0
     count = len(dataset) if args.max_frames is None else min(len(dataset), args.max_frames)
-    for index in range(count):
-        sample = dataset[index]
-        if not sample.get("has_valid_depth", True):
+    frames = itertools.islice(eval_frames(dataset), count)
+    for rgb, gt, intrinsics in cli.progress(frames, total=count, desc="evaluate", enabled=not args.no_progress):
+        if gt is None or not depth_metrics.valid_mask(gt, metric_dataset, crop, max_depth_m=max_depth).any():
             skipped += 1
             continue
-        gt = sample["depth"][0].numpy()
-        pred = predict_full_size(model, sample["image"], input_size, flip_tta=not args.no_flip_tta)
-        if not depth_metrics.valid_mask(gt, metric_dataset, crop, max_depth_m=max_depth).any():
-            skipped += 1
-            continue
+        pred, _ = runtime.infer(rgb, intrinsics, flip_tta=not args.no_flip_tta)
         accumulator.add(depth_metrics.compute_depth_metrics(gt, pred, dataset=metric_dataset, crop=crop,
                                                             max_depth_m=max_depth))
-        if args.verbose:
-            print(f"{index + 1}/{count}", file=sys.stderr)
     if skipped:
         print(f"skipped {skipped} frame(s) without valid ground truth", file=sys.stderr)
     return accumulator.mean(), accumulator.count
+
+
+def run_camera_benchmark(args, argv: list[str] | None) -> int:
+    """``--cameras multi``: the multi-camera benchmark on held-out procedural street scenes."""
+    from urcdc_model import camera_benchmark
+
+    if not args.checkpoint or args.dataset != "synthetic" or args.data_root or args.kind != "street":
+        raise SystemExit("--cameras multi runs a model (--checkpoint) on procedural street scenes: "
+                         "--dataset synthetic, no --data-root, --kind street")
+    runtime = load_runtime(args)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    result = camera_benchmark.run_benchmark(runtime, num_frames=args.frames or camera_benchmark.DEFAULT_NUM_FRAMES,
+                                            flip_tta=not args.no_flip_tta, log=log)
+    print(camera_benchmark.format_table(result))
+    arguments = sys.argv[1:] if argv is None else argv
+    command = "python -m urcdc_model.evaluate " + " ".join(arguments)
+    camera_benchmark.write_outputs(result, args.checkpoint, args.json, args.markdown, command)
+    return 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -237,37 +259,54 @@ def evaluate_directories(args) -> tuple[dict[str, float], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.evaluate", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="model to run: 'default' or a checkpoint path")
-    source.add_argument("--pred-dir", help="saved predictions (.npy metres or 16-bit PNG at the dataset scale)")
+    parser = cli.new_parser("urcdc_model.evaluate", __doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group()
+    cli.add_checkpoint(source)
+    source.add_argument("--pred-dir", help="score saved predictions instead of running a model (.npy metres or "
+                                           "16-bit PNG at the dataset scale)")
     parser.add_argument("--gt-dir", help="ground truth for --pred-dir (16-bit PNG or .npy), matched by file stem")
     parser.add_argument("--dataset", required=True, choices=("kitti", "nyu", "synthetic"))
     parser.add_argument("--data-root", help="dataset root (KITTI raw / NYU sync / a folder of written drives)")
     parser.add_argument("--gt-path", help="ground-truth root if not under --data-root")
     parser.add_argument("--split", help="split file: 'rgb_path gt_path focal' per line")
     parser.add_argument("--crop", choices=depth_metrics.CROPS,
-                        help="evaluation crop (default: garg for KITTI, eigen for NYU, none for synthetic)")
-    parser.add_argument("--max-depth", type=float, help="max GT/prediction depth (default 80 KITTI, 10 NYU)")
+                        help=f"{cli.EVAL_CROP_HELP} (default: garg for KITTI, eigen for NYU, none for synthetic)")
+    parser.add_argument("--max-depth", type=float, metavar="M",
+                        help=f"{cli.EVAL_MAX_DEPTH_HELP} (default: 80 KITTI and street scenes, 10 NYU and indoor)")
     parser.add_argument("--gt-source", default="annotated", choices=("annotated", "velodyne"),
                         help="KITTI ground truth: annotated PNGs or LiDAR projected through the calibration")
     parser.add_argument("--no-kb-crop", action="store_true", help="KITTI: feed full frames instead of the KB crop")
     parser.add_argument("--kind", default="street", choices=("street", "indoor"), help="synthetic scene kind")
     parser.add_argument("--camera", default="train", choices=("train", "shifted-down", "shifted-up"),
                         help="synthetic camera height/pitch range (shifted = outside the training range)")
-    parser.add_argument("--num-frames", type=int, default=SYNTHETIC_TEST_FRAMES, help="synthetic held-out frames")
-    parser.add_argument("--input-size", help="run the network at HxW (default: the size stored with the model)")
-    parser.add_argument("--model-max-depth", type=float, help="override the model's max depth (official NYU: 10)")
-    parser.add_argument("--no-flip-tta", action="store_true", help="skip the flip test-time augmentation")
-    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames")
-    parser.add_argument("--json", help="write the metrics to this JSON file")
-    parser.add_argument("--verbose", action="store_true", help="print progress")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help=f"synthetic: held-out frames to render (default: {SYNTHETIC_TEST_FRAMES}; 6 per camera "
+                             "with --cameras multi)")
+    cli.hidden_alias(parser, "--num-frames", dest="frames", type=int)
+    parser.add_argument("--cameras", default="single", choices=("single", "multi"),
+                        help="multi: the multi-camera benchmark (synthetic street scenes seen by 8 cameras, "
+                             "per-camera abs_rel and median pred/GT against issue 12's criteria)")
+    cli.add_input_size(parser, pins=True)
+    cli.add_model_max_depth(parser)
+    cli.add_no_flip_tta(parser)
+    cli.add_max_frames(parser)
+    parser.add_argument("--json", metavar="FILE",
+                        help=f"{cli.JSON_HELP} (the metrics, or the --cameras multi table)")
+    parser.add_argument("--markdown", metavar="FILE", help="--cameras multi: also write the table to this markdown file")
+    cli.add_no_progress(parser)
+    cli.hidden_alias(parser, "--verbose", dest="verbose", action="store_true")  # progress is on by default now
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cameras == "multi":
+        try:
+            return run_camera_benchmark(args, argv)
+        except (FileNotFoundError, ValueError, *cli.USER_ERRORS) as exc:  # the message names the file
+            return cli.print_error(exc)
+    if args.frames is None:
+        args.frames = SYNTHETIC_TEST_FRAMES
     if args.pred_dir:
         if not args.gt_dir:
             raise SystemExit("--pred-dir needs --gt-dir")
@@ -277,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             results, count = evaluate_model(args)
-        except (FileNotFoundError, ValueError, KeyError) as exc:     # bad paths/data: the message says which
-            raise SystemExit(f"evaluate: {exc}") from exc
+        except (FileNotFoundError, ValueError, KeyError, *cli.USER_ERRORS) as exc:  # the message names the file
+            return cli.print_error(exc)
     print(f"Computing errors for {count} eval samples")
     print(depth_metrics.format_table(results))
     if args.json:

@@ -26,11 +26,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_state_dict, load_swin_imagenet, read_checkpoint, save_model
 from urcdc_model.losses import URCDCLoss
 from urcdc_model.models import URCDCDepth
 from urcdc_model.training.config import TrainConfig
-from urcdc_model.training.data import ResumableDistributedSampler, SampleSeededDataset, build_datasets
+from urcdc_model.training.data import (ResumableDistributedSampler, SampleSeededDataset, WindowCollate,
+                                       build_datasets, canonical_camera)
 from urcdc_model.training.distributed import cleanup_distributed, setup_distributed
 from urcdc_model.training.evaluation import evaluate_branches
 from urcdc_model.training.state import capture_rng_state, load_training_state, restore_rng_state, save_atomic
@@ -118,9 +120,15 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ValueError(f"{config.name}: {len(train_set)} training samples give no full batch of "
                              f"{self.batch_per_process} per process; raise data.train_samples")
+        self.canonical = canonical_camera(config.data)
+        # Through the inference plan, samples come at their camera's network size: one window per batch.
+        collate = None
+        if config.data.cameras != "fixed":
+            collate = WindowCollate(config.data.window_sizes or [(config.data.height, config.data.width)],
+                                    max_batch_pixels=self.batch_per_process * config.data.height * config.data.width)
         # A private generator keeps DataLoader from drawing on the global RNG when an iterator starts.
         self.loader = DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=self.sampler,
-                                 num_workers=config.data.num_workers, drop_last=True,
+                                 num_workers=config.data.num_workers, drop_last=True, collate_fn=collate,
                                  pin_memory=self.device.type == "cuda",
                                  generator=torch.Generator().manual_seed(config.seed))
         self.total_steps = int(max_steps or optim.total_steps or optim.epochs * self.steps_per_epoch)
@@ -297,7 +305,9 @@ class Trainer:
         if self.is_main:
             metrics = evaluate_branches(self.model, self.val_set, self.device, self.model_config.max_depth,
                                         dataset_name=self.config.data.dataset,
-                                        flip_tta=self.config.log.eval_flip_tta)
+                                        flip_tta=self.config.log.eval_flip_tta,
+                                        # network-size samples differ in size per camera
+                                        batch_size=1 if self.config.data.cameras != "fixed" else 4)
             self.last_eval = metrics
             for key, value in metrics.items():
                 self.writer.add_scalar(f"eval/{key}", value, self.step)
@@ -354,8 +364,12 @@ class Trainer:
         data = self.config.data
         dataset = (f"procedural {data.kind} scenes (urcdc_model.data.synthetic, seeds 0..{data.train_samples - 1})"
                    if data.dataset == "synthetic" else f"{data.dataset}: {data.filenames_file}")
+        if data.cameras != "fixed":
+            dataset += (f"; cameras: {data.cameras}, through the inference plan to the canonical focal "
+                        f"{self.canonical.focal_px:.2f} px; training windows {data.window_sizes or [[data.height, data.width]]}")
         meta = {
-            "input_height": data.height, "input_width": data.width, "max_depth": self.model_config.max_depth,
+            "input_height": data.height, "input_width": data.width, **self.canonical.to_meta(),
+            "max_depth": self.model_config.max_depth,
             "training_command": self.command, "dataset": dataset, "steps": self.step,
             "train_config": self.config.to_dict(), "val_metrics": self.last_eval,
         }
@@ -364,9 +378,8 @@ class Trainer:
         return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.train", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.train", __doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="training config YAML (config/model/*.yaml)")
     parser.add_argument("--output", default=None, help="output folder (default runs/<config name>)")
     parser.add_argument("--max-steps", type=int, default=None,
@@ -375,9 +388,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="continue from OUTPUT/checkpoints/last.pt at the same step, optimiser and RNG state")
     parser.add_argument("--stop-at-step", type=int, default=None,
                         help="stop with a checkpoint at this step without changing the schedule (time-boxed jobs)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: CUDA when available")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where training runs (default: cuda when available)")
+    cli.add_no_progress(parser)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

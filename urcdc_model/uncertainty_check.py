@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from urcdc_model import cli
 from urcdc_model.deploy.runtime import DepthRuntime
 
 
@@ -71,18 +72,22 @@ def format_calibration(bins: list[CalibrationBin], rho: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.uncertainty_check",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default", help="checkpoint, exported .onnx, or 'default'")
-    parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--frames", type=int, default=40, help="held-out street frames to render")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.uncertainty_check", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser, runtime=True)
+    cli.add_backend(parser)
+    cli.add_device(parser)
+    parser.add_argument("--frames", type=int, default=40, metavar="N", help="held-out street frames to render")
     parser.add_argument("--bins", type=int, default=5, help="quantile bins of predicted uncertainty")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.show_progress_logs()  # a first-use ONNX export says so before the pause
     try:
         runtime = DepthRuntime.from_path(args.checkpoint, backend=args.backend, device=args.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError, *cli.USER_ERRORS) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     bins, rho = calibration_table(runtime, args.frames, args.bins)

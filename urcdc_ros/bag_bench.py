@@ -1,9 +1,9 @@
 """Replay a bag into the depth node over real DDS and report speed, drops and accuracy.
 
-    python -m urcdc_ros.bag_bench --bag drive_0001 --report runs/drive_0001 --launch-node
-    python -m urcdc_ros.bag_bench --bag my.mcap_dir --report out --node-namespace /front \\
+    python -m urcdc_ros.bag_bench --bag drive_0001 --output runs/drive_0001 --launch-node
+    python -m urcdc_ros.bag_bench --bag my.mcap_dir --output out --node-namespace /front \\
         --image-topic /cam/image_raw --info-topic /cam/camera_info --gt-topic ''
-    python -m urcdc_ros.bag_bench --bag drive_0001 --report out --launch-node --max-rate --model-baseline \\
+    python -m urcdc_ros.bag_bench --bag drive_0001 --output out --launch-node --max-rate --model-baseline \\
         --subscribe depth/camera_info --subscribe points          # the node's overhead over its model
 
 The bag is preloaded (decoding stays out of the measurement), then each frame's camera_info and
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from urcdc_model import cli
 from urcdc_ros.allocator import keep_large_buffers
 from urcdc_ros.bag_frames import (DEFAULT_GT_TOPIC, DEFAULT_IMAGE_TOPIC, DEFAULT_INFO_TOPIC, BagContents,
                                   BagFrame, BagTopicError, load_bag)
@@ -274,6 +275,7 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
     discovery_deadline = deadline if node_process is not None else min(
         deadline, time.monotonic() + options.discovery_timeout_s)
     base_stamp = frame.stamp_ns - WARMUP_STAMP_OFFSET_NS
+    hint = _WaitingHint(node_process, options.node_namespace)
     answered = 0
     attempt = 0
     while answered < max(options.warmup_frames, 1):
@@ -285,6 +287,7 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
             _check_deadline(discovery_deadline, node_process, options,
                             f"no subscriber on {replay_node.image_topic} within "
                             f"{discovery_deadline - deadline + options.startup_timeout_s:.0f} s")
+            hint.maybe_say(replay_node.image_topic, discovery_deadline)
             time.sleep(0.1)
         _publish(replay_node, image, info)
         wait_until = time.monotonic() + 5.0
@@ -295,6 +298,7 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
         if got:
             answered += 1
         else:
+            hint.maybe_say(replay_node.image_topic, deadline)
             _check_deadline(deadline, node_process, options,
                             f"no answer on {replay_node.depth_topic} to frames on {replay_node.image_topic} "
                             f"within {options.startup_timeout_s:.0f} s")
@@ -302,6 +306,31 @@ def _warm_up(replay_node: _ReplayNode, frame: BagFrame, options: ReplayOptions,
     if expect_uncertainty:  # let the last warm-up uncertainty arrive so it cannot be mistaken for a late one
         time.sleep(0.2)
     return expect_uncertainty
+
+
+class _WaitingHint:
+    """One line on stderr when the node has been silent for a few seconds: what we wait for and what to do."""
+
+    AFTER_S = 5.0
+
+    def __init__(self, node_process: NodeProcess | None, namespace: str):
+        self._start = time.monotonic()
+        self._node_process = node_process
+        self._namespace = namespace
+        self._said = False
+
+    def maybe_say(self, image_topic: str, deadline: float) -> None:
+        if self._said or time.monotonic() - self._start < self.AFTER_S:
+            return
+        self._said = True
+        left_s = max(0.0, deadline - time.monotonic())
+        if self._node_process is None:
+            message = (f"no depth node is listening on {image_topic} yet; waiting up to {left_s:.0f} s more. "
+                       "None running? Add --launch-node to start one, or --node-namespace to point at yours")
+        else:
+            message = (f"waiting for the depth node to load its model (up to {left_s:.0f} s more; a model's first "
+                       f"use may export it to ONNX first, up to a minute); node log: {self._node_process.log_path}")
+        print(message, file=sys.stderr, flush=True)
 
 
 def _check_deadline(deadline: float, node_process: NodeProcess | None, options: ReplayOptions, what: str) -> None:
@@ -427,16 +456,16 @@ def run_bench(bag: str | Path, report_dir: str | Path, image_topic: str = DEFAUL
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="urcdc-bag-bench",
-        description="Replay a bag into the depth node; report latency, FPS, drops, KITTI metrics and "
-                    "uncertainty calibration.")
+    parser = cli.new_parser("urcdc_ros.bag_bench", "Replay a bag into the depth node; report latency, FPS, drops, "
+                            "KITTI metrics and uncertainty calibration.", script="urcdc-bag-bench")
     parser.add_argument("--bag", required=True, type=Path,
                         help="rosbag2 folder (mcap/sqlite3), a lone .mcap file or a ROS 1 .bag")
-    parser.add_argument("--report", required=True, type=Path, help="folder for report.json, report.md, PNGs")
+    output = parser.add_mutually_exclusive_group(required=True)  # required, under either spelling
+    output.add_argument("--output", type=Path, help="folder for report.json, report.md, PNGs")
+    cli.hidden_alias(output, "--report", dest="output", type=Path)
     pace = parser.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=float, default=1.0,
-                      help="publish at this multiple of the recorded rate (open loop; default 1.0)")
+                      help="publish at this multiple of the recorded rate (open loop)")
     pace.add_argument("--max-rate", action="store_true",
                       help="publish each frame as soon as the previous frame's outputs arrived (closed loop)")
     parser.add_argument("--image-topic", default=DEFAULT_IMAGE_TOPIC, help="Image or CompressedImage topic in the bag")
@@ -452,9 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="namespace of the node: frames go to <ns>/image, <ns>/camera_info; outputs "
                              "are read from <ns>/depth, <ns>/depth/uncertainty")
     parser.add_argument("--params-file", type=Path, default=None,
-                        help="parameters for the launched node (default config/depth.yaml)")
+                        help="parameters for the launched node (default: config/depth.yaml)")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="extra parameter for the launched node, repeatable")
+                        help="extra parameter for the launched node, repeatable (e.g. model:=my.onnx)")
     parser.add_argument("--model-baseline", action="store_true",
                         help="time the node's model alone in this process (settings from --params-file/"
                              "--node-param): with --max-rate on each frame right after the node answered it "
@@ -465,16 +494,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "all subscribed outputs arrived")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the image publisher")
-    parser.add_argument("--max-frames", type=int, default=None, help="replay only the first N frames")
-    parser.add_argument("--crop", choices=("garg", "eigen", "none"), default="garg",
-                        help="evaluation crop for the metrics (KITTI: garg)")
-    parser.add_argument("--min-depth", type=float, default=1e-3, help="metrics: minimum GT depth in m")
-    parser.add_argument("--max-depth", type=float, default=80.0, help="metrics: maximum GT depth in m (KITTI 80)")
-    parser.add_argument("--startup-timeout", type=float, default=180.0,
+    cli.add_max_frames(parser)
+    parser.add_argument("--crop", choices=("garg", "eigen", "none"), default="garg", help=cli.EVAL_CROP_HELP)
+    parser.add_argument("--min-depth", type=float, default=1e-3, metavar="M",
+                        help="evaluation floor in metres: ground truth below it is ignored")
+    parser.add_argument("--max-depth", type=float, default=80.0, metavar="M", help=cli.EVAL_MAX_DEPTH_HELP)
+    parser.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
                         help="seconds to wait for the node's first answer")
-    parser.add_argument("--discovery-timeout", type=float, default=30.0,
+    parser.add_argument("--discovery-timeout", type=float, default=30.0, metavar="S",
                         help="seconds for an already running node to subscribe to <ns>/image")
-    parser.add_argument("--drain-timeout", type=float, default=10.0,
+    parser.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
                         help="open loop: seconds to wait for outputs after the last frame")
     return parser
 
@@ -489,14 +518,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                             discovery_timeout_s=args.discovery_timeout,
                             drain_timeout_s=args.drain_timeout, extra_outputs=tuple(dict.fromkeys(args.subscribe)))
     try:
-        run_bench(args.bag, args.report, image_topic=args.image_topic, info_topic=args.info_topic,
+        run_bench(args.bag, args.output, image_topic=args.image_topic, info_topic=args.info_topic,
                   gt_topic=args.gt_topic, options=options, launch_node=args.launch_node,
                   params_file=args.params_file, node_params=args.node_param, max_frames=args.max_frames,
                   crop=args.crop, min_depth_m=args.min_depth, max_depth_m=args.max_depth,
                   model_baseline=args.model_baseline)
-    except (BagTopicError, FileNotFoundError, ValueError, TimeoutError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (BagTopicError, FileNotFoundError, ValueError, TimeoutError, RuntimeError, *cli.USER_ERRORS) as err:
+        return cli.print_error(err)
     except KeyboardInterrupt:
         return 130
     return 0

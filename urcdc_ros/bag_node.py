@@ -170,9 +170,21 @@ class NodeProcess:
 
     def check_alive(self) -> None:
         code = self.process.poll()
-        if code is not None:
-            raise RuntimeError(f"the depth node exited with code {code} before answering; its log "
-                               f"({self.log_path}) ends with:\n{self.log_tail()}")
+        if code is None:
+            return
+        fatal = self.fatal_message()
+        if fatal:  # the node said why in one line: pass that on, not its whole log
+            raise RuntimeError(f"the depth node did not start: {fatal} (log: {self.log_path})")
+        raise RuntimeError(f"the depth node exited with code {code} before answering; its log "
+                           f"({self.log_path}) ends with:\n{self.log_tail()}")
+
+    def fatal_message(self) -> str | None:
+        """The text of the node's last FATAL log line (rclpy's "[FATAL] [stamp] [name]: text"), if any."""
+        self._log.flush()
+        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if "[FATAL]" in line]
+        if not lines:
+            return None
+        return lines[-1].split("]: ", 1)[-1].strip()
 
     def log_tail(self, lines: int = 15) -> str:
         self._log.flush()

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from urcdc_model import cli
+
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_data.xml"
 PAYLOADS = {"rgb8": 3, "32FC1": 4}  # encoding -> bytes per pixel
 WIDTH, HEIGHT = 1242, 375
@@ -110,16 +112,22 @@ def run_case(encoding: str, reliability: str, with_profile: bool, count: int, ra
             "received": result["received"], "message_mb": WIDTH * HEIGHT * PAYLOADS[encoding] / 1e6}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--role", choices=("all", "pub", "sub"), default="all", help="internal: one side")
-    parser.add_argument("--encoding", choices=tuple(PAYLOADS), default="rgb8", help="internal: payload")
-    parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort")
-    parser.add_argument("--count", type=int, default=49, help="images per case")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_ros.dds_loss_probe", __doc__)
+    # --role/--encoding/--reliability/--timeout-s: how the probe runs its own publisher and subscriber processes
+    parser.add_argument("--role", choices=("all", "pub", "sub"), default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--encoding", choices=tuple(PAYLOADS), default="rgb8", help=argparse.SUPPRESS)
+    parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--timeout-s", type=float, default=30.0, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=49, metavar="N", help="images per case")
     parser.add_argument("--rate-hz", type=float, default=10.0, help="publish rate")
-    parser.add_argument("--timeout-s", type=float, default=30.0, help="internal: subscriber wait")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+    cli.add_json(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.role == "sub":
         return run_subscriber(args.reliability, args.count, args.timeout_s)
     if args.role == "pub":
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{payload:>16} {reliability:>12} "
                       f"{'yes' if with_profile else 'no':>8} {row['received']:>4}/{row['sent']}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from urcdc_model import cli
 from urcdc_model.data.calib import write_raw_calibration
 from urcdc_ros import bag_bench, bag_node, kitti_to_bag
 from urcdc_ros.bag_frames import load_bag
@@ -89,10 +90,10 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="urcdc-demo", description=__doc__.splitlines()[0])
+    parser = cli.new_parser("urcdc_ros.demo", __doc__.splitlines()[0], script="urcdc-demo")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "demo_output",
                         help="where drives, bags and reports go (replaced on each run)")
-    parser.add_argument("--frames", type=int, default=20, help="frames of the procedural drive (10 Hz)")
+    parser.add_argument("--frames", type=int, default=20, metavar="N", help="frames of the procedural drive (10 Hz)")
     parser.add_argument("--seed", type=int, default=7, help="procedural drive seed")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="replay speed of the procedural drive (1.0 = its recorded 10 Hz)")
@@ -105,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.show_progress_logs()  # the first-use ONNX export (in the model-alone timing) says so before the pause
+    try:
+        return run_demo(args)
+    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError, *cli.USER_ERRORS) as error:
+        return cli.print_error(error)  # a bad model file or parameter: one line naming it and the fix
+
+
+def run_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     profile = bag_node.apply_fastdds_profile()

@@ -14,6 +14,7 @@ decided by capability checks in ``ros_compat`` (message constructors, the Events
 """
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -55,16 +56,41 @@ class StartupError(RuntimeError):
 
 
 def load_runtime(params: DepthNodeParams) -> Any:
-    """The DepthRuntime for ``params``; any failure becomes a StartupError naming the model and the fix."""
-    try:
-        from urcdc_model.deploy.runtime import DepthRuntime
+    """The DepthRuntime for ``params``; any failure becomes a one-line StartupError naming the model and the fix."""
+    from urcdc_model.cli import PROGRESS_LOGGERS
+    from urcdc_model.deploy.errors import BackendUnavailableError, ModelFileError, one_line
+    from urcdc_model.deploy.runtime import DepthRuntime
 
+    # A first-use ONNX export or engine build (seconds to minutes) announces itself at INFO: show it in the node's log.
+    announce = _ForwardToRosLogger(rclpy.logging.get_logger("depth_node"))
+    progress_loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
+    for logger in progress_loggers:
+        logger.addHandler(announce)
+        logger.setLevel(logging.INFO)
+    try:
         return DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
                                       precision=params.precision, input_size=params.input_size,
                                       num_threads=params.num_threads or None)
+    except (ModelFileError, BackendUnavailableError) as error:  # the message names the file and the fix
+        raise StartupError(f"cannot load model '{params.model}': {error}") from error
     except Exception as error:  # noqa: BLE001 - every loader failure must reach the user as one clear line
         raise StartupError(f"cannot load model '{params.model}' (backend={params.backend}, device={params.device}): "
-                           f"{type(error).__name__}: {error}") from error
+                           f"{type(error).__name__}: {one_line(error)}") from error
+    finally:
+        for logger in progress_loggers:
+            logger.removeHandler(announce)
+
+
+class _ForwardToRosLogger(logging.Handler):
+    """Python logging records → the node's ROS logger (INFO and up), so library progress lines reach the user."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.INFO)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = self._ros_logger.warning if record.levelno >= logging.WARNING else self._ros_logger.info
+        log(record.getMessage())
 
 
 def infer_depth(runtime: Any, rgb: np.ndarray, intrinsics: np.ndarray | None, flip_tta: bool

@@ -41,6 +41,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
+from urcdc_model import cli
 from urcdc_model.data import calib as kitti_calib
 from urcdc_ros.bag_metadata import ROS_DISTROS, BagMetadataError, rosbags_writer_version, write_for_distro
 
@@ -462,8 +463,8 @@ def _ground_truth_m(source: str, image_path: Path, drive_dir: Path, gt_dir: Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="urcdc-kitti2bag", description="Write a KITTI raw _sync drive as a rosbag2 (kitti2bag topic names).")
+    parser = cli.new_parser("urcdc_ros.kitti_to_bag", "Write a KITTI raw _sync drive as a rosbag2 (kitti2bag topic "
+                            "names).", script="urcdc-kitti2bag")
     parser.add_argument("--drive", required=True, type=Path,
                         help="drive folder <root>/<date>/<date>_drive_XXXX_sync (calibration files in <root>/<date>)")
     parser.add_argument("--output", required=True, type=Path, help="bag folder to create (must not exist)")
@@ -475,14 +476,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="annotated GT folder when it lives outside the drive "
                              "(data_depth_annotated/train/<drive>/proj_depth/groundtruth/image_02)")
     parser.add_argument("--cameras", type=_parse_cameras, default=(2,),
-                        help="KITTI cameras, comma separated: 0, 1 grey; 2 left colour; 3 right colour (default 2)")
+                        help="KITTI cameras, comma separated: 0, 1 grey; 2 left colour; 3 right colour (default: 2)")
     parser.add_argument("--no-velodyne", dest="velodyne", action="store_false",
                         help="leave /kitti/velo/pointcloud out (it is written when the drive has velodyne_points)")
-    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each sensor")
+    parser.add_argument("--max-frames", type=int, default=None, metavar="N",
+                        help="use only the first N frames (of each sensor)")
     parser.add_argument("--ros-distro", choices=ROS_DISTROS, default=DEFAULT_ROS_DISTRO,
                         help="rosbag2 metadata for this distro: humble = version 5, read by Humble, Jazzy and "
                              "Kilted (default); jazzy, kilted = version 9, as they write it themselves")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_no_progress(parser, old_name="--quiet")
     return parser
 
 
@@ -494,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = convert_drive(args.drive, args.output, storage=args.storage, gt=args.gt, cameras=args.cameras,
                                 velodyne=args.velodyne, max_frames=args.max_frames, gt_dir=args.gt_dir,
-                                progress=not args.quiet, ros_distro=args.ros_distro)
+                                progress=not args.no_progress, ros_distro=args.ros_distro)
     except DriveError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Node overhead benchmark: end-to-end node latency vs the model alone, cloud build vs a plain copy.
 
     python -m urcdc_ros.node_bench                          # the embedded model, KITTI 1242x375
-    python -m urcdc_ros.node_bench --model path.safetensors --frames 30 --json node_bench.json
+    python -m urcdc_ros.node_bench --checkpoint path.safetensors --frames 30 --json node_bench.json
 
 1. Cloud: ``CloudBuilder.build`` on a 1242x375 depth map vs ``np.copyto`` of its output buffer into
    a preallocated one (the least any cloud producer pays), interleaved so machine load hits both.
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from urcdc_model import cli
 from urcdc_ros.pointcloud import CloudBuilder, PinholeIntrinsics
 
 SHARED_KITTI = Path(__file__).resolve().parents[2] / "shared" / "data" / "kitti_depth_annotated"
@@ -174,15 +176,29 @@ def bench_node(model: str, backend: str, rgb: np.ndarray, intrinsics: PinholeInt
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="checkpoint/.onnx/.engine or 'default'")
-    parser.add_argument("--backend", default="auto", help="auto | torch | onnxruntime | tensorrt")
-    parser.add_argument("--frames", type=int, default=20, help="timed node frames")
-    parser.add_argument("--num-threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
-    parser.add_argument("--cloud-repeats", type=int, default=200)
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_ros.node_bench", __doc__)
+    cli.add_checkpoint(parser, runtime=True)
+    cli.hidden_alias(parser, "--model", dest="checkpoint")
+    cli.add_backend(parser)
+    parser.add_argument("--frames", type=int, default=20, metavar="N", help="timed node frames")
+    cli.add_num_threads(parser)
+    parser.add_argument("--cloud-repeats", type=int, default=200, metavar="N", help="timed cloud builds")
+    cli.add_json(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.show_progress_logs()
+    try:
+        run_node_bench(args)
+    except (FileNotFoundError, ValueError, RuntimeError, *cli.USER_ERRORS) as error:  # StartupError included
+        return cli.print_error(error)
+    return 0
+
+
+def run_node_bench(args: argparse.Namespace) -> None:
 
     rgb, intrinsics = load_kitti_frame()
     load_before = os.getloadavg()[0]
@@ -192,16 +208,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, row in cloud.items():
         print(f"{name:>24} {row['build_ms']:9.2f} {row['copy_ms']:8.2f} {row['ratio']:6.2f} {row['cpu_ratio']:9.2f} "
               f"{row['mbytes']:6.1f}")
-    node = bench_node(args.model, args.backend, rgb, intrinsics, args.frames, args.num_threads)
+    node = bench_node(args.checkpoint, args.backend, rgb, intrinsics, args.frames, args.num_threads)
     print(f"node ({node['backend']}, input {node['input_size'][0]}x{node['input_size'][1]}, {node['frames']} frames): "
           f"model {node['model_ms']:.1f} ms, depth end-to-end {node['depth_e2e_ms']:.1f} ms "
           f"({node['depth_ratio']:.3f}x), points end-to-end {node['points_e2e_ms']:.1f} ms "
           f"({node['points_ratio']:.3f}x); inside the node: receipt->last publish "
           f"{node['node_internal_latency_ms_mean']:.1f} ms, of which inference {node['node_inference_ms_mean']:.1f} ms")
     if args.json:
-        args.json.write_text(json.dumps({"cloud": cloud, "node": node, "model": args.model, "cpus": os.cpu_count(),
+        Path(args.json).write_text(json.dumps({"cloud": cloud, "node": node, "model": args.checkpoint, "cpus": os.cpu_count(),
                                          "load_average": [load_before, os.getloadavg()[0]]}, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,6 +6,7 @@ at start (model, backend, QoS, transport); the rest can be changed with `ros2 pa
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -37,7 +38,8 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; 'auto' picks the fastest one installed",
               choices=("auto", "torch", "onnxruntime", "tensorrt"), read_only=True),
     ParamSpec("device", "cpu", "Where inference runs", choices=("cpu", "cuda"), read_only=True),
-    ParamSpec("precision", "fp32", "Inference precision (fp16 needs cuda; int8 needs tensorrt)",
+    ParamSpec("precision", "fp32", "Inference precision (fp16: cuda, or onnxruntime on cpu; int8: a Q/DQ .onnx "
+              "from `export --precision int8` on onnxruntime or tensorrt)",
               choices=("fp32", "fp16", "int8"), read_only=True),
     ParamSpec("input_height", 0, "Network input height in px; 0 = the size the model was trained at "
               "(outputs are always at the camera's resolution)", min_value=0, max_value=4096, read_only=True),
@@ -136,7 +138,7 @@ def check_value(name: str, value: Any) -> str | None:
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # 80 for 80.0 is what people write in YAML
     if type(value) is not expected:
-        return f"{name}: expected a {expected.__name__}, got {value!r}"
+        return f"{name}: expected {_TYPE_WORDS[expected]}, got {value!r}"
     if spec.choices and value not in spec.choices:
         return f"{name}: '{value}' is not one of {', '.join(spec.choices)}"
     if spec.min_value is not None and value < spec.min_value:
@@ -158,10 +160,11 @@ def check_combination(values: dict[str, Any]) -> list[str]:
         problems.append(f"input_height={height}, input_width={width}: set both (>= 32) or both to 0")
     elif height and (height < 32 or width < 32):
         problems.append(f"input_height={height}, input_width={width}: the network needs at least 32x32")
-    if values["precision"] == "fp16" and values["device"] != "cuda":
-        problems.append("precision=fp16 needs device=cuda")
-    if values["precision"] == "int8" and values["backend"] not in ("tensorrt", "auto"):
-        problems.append(f"precision=int8 needs backend=tensorrt, not {values['backend']}")
+    if values["precision"] == "fp16" and values["device"] != "cuda" and values["backend"] == "torch":
+        problems.append("precision=fp16 with backend=torch needs device=cuda (on cpu: backend=onnxruntime)")
+    if values["precision"] == "int8" and values["backend"] == "torch":
+        problems.append("precision=int8 needs backend=onnxruntime or tensorrt (a Q/DQ .onnx from "
+                        "`python -m urcdc_model.export --precision int8 --calib-images DIR`)")
     return problems
 
 
@@ -191,11 +194,37 @@ def declare_parameters(node: Any) -> DepthNodeParams:
         try:
             values[spec.name] = node.declare_parameter(spec.name, spec.default, parameter_descriptor(spec)).value
         except InvalidParameterTypeException as error:
-            kind = {bool: "bool (true/false)", int: "integer", float: "double (write 80.0, not 80)",
-                    str: "string"}[type(spec.default)]
-            problems.append(f"{spec.name}: expected a {kind}; {error}")
+            problems.append(type_problem(spec, error.args[0] if error.args else ""))
         except InvalidParameterValueException as error:
-            problems.append(f"{spec.name}: {error}")
+            problems.append(range_problem(spec, error.args[0] if error.args else ""))
     if problems:
         raise ParameterError("; ".join(problems))
     return DepthNodeParams.from_values(values)
+
+
+# What to write for each parameter type, with its article (rclpy's own text says "expecting type 'DOUBLE'").
+_TYPE_WORDS = {bool: "a bool (true or false)", int: "an integer", float: "a double (write 80.0, not 80)",
+               str: "a string"}
+
+
+def type_problem(spec: ParamSpec, rclpy_message: str) -> str:
+    """'name: expected an integer, got 'abc' (a string)' from rclpy's InvalidParameterTypeException text
+    ("Trying to set parameter 'x' to 'abc' of type 'STRING', expecting type 'INTEGER'")."""
+    match = re.search(r"to '(.*)' of type '(\w+)'", rclpy_message)
+    got = f", got '{match.group(1)}' (type {match.group(2).lower()})" if match else ""
+    return f"{spec.name}: expected {_TYPE_WORDS[type(spec.default)]}{got}"
+
+
+def range_problem(spec: ParamSpec, rclpy_message: str) -> str:
+    """The same words check_value uses, from rclpy's InvalidParameterValueException text
+    ("Invalid parameter value (40) for parameter. Reason: ... out of range ...")."""
+    match = re.search(r"value \((.*?)\) for parameter", rclpy_message)
+    if match:
+        try:
+            problem = check_value(spec.name, type(spec.default)(match.group(1)))
+        except ValueError:
+            problem = None
+        if problem:
+            return problem
+    reason = rclpy_message.split("Reason: ", 1)[-1]
+    return f"{spec.name}: {reason}"

@@ -48,7 +48,13 @@ def make_executor(kind: str = "auto", context: Any = None) -> Any:
         raise ValueError("executor 'events': this rclpy has no rclpy.experimental.EventsExecutor "
                          "(Jazzy from rclpy 7.1.4, Kilted); use 'auto' or 'single_threaded'")
     if events is not None and kind != "single_threaded":
-        return events(context=context)
+        try:
+            return events(context=context)
+        except (OSError, ValueError) as error:
+            # It calls faulthandler.enable(), which needs a stderr with a file descriptor (not so under
+            # pytest's capture or some embedding hosts): "auto" then takes the SingleThreadedExecutor.
+            if kind == "events":
+                raise ValueError(f"executor 'events' could not be created: {error}") from error
     from rclpy.executors import SingleThreadedExecutor
 
     return SingleThreadedExecutor(context=context)

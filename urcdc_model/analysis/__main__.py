@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import CheckpointError, load_model, resolve_checkpoint
 from urcdc_model.data.synthetic import HELD_OUT_SEED
+from urcdc_model.deploy.geometry import CanonicalCamera, canonical_camera_from_meta
 
 from .branches import parse_branches
 from .dgr_variants import dgr_modules, trained_dgr_modules, without_dgr
@@ -23,14 +25,6 @@ from .inputs import expand_paths, load_image_frames, procedural_frames
 from .report import write_report
 from .run import AnalysisOptions, ContinuityVariant, analyse
 from .sparse import DEFAULT_KEEP_FRACTIONS
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size: expected HEIGHTxWIDTH such as 176x576, got {text!r}") from None
-    return height, width
 
 
 def parse_fractions(text: str) -> list[float]:
@@ -45,9 +39,8 @@ def parse_fractions(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.analysis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="'default' (the embedded model) or a checkpoint path")
+    parser = cli.new_parser("urcdc_model.analysis", __doc__)
+    cli.add_checkpoint(parser)
     parser.add_argument("--images", nargs="*", default=[], help="image files and/or directories of .png/.jpg")
     parser.add_argument("--gt", nargs="*", default=[],
                         help="GT depth PNGs (uint16) or directories; paired to images by name or frame number")
@@ -62,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="directory for report.md, report.json, PNGs")
     parser.add_argument("--branches", type=parse_branches, default=["transformer", "cnn"],
                         help="comma list of transformer,cnn (default both)")
-    parser.add_argument("--size", type=parse_size, default=None,
-                        help="analysis size HEIGHTxWIDTH (default: the checkpoint's training size)")
+    cli.add_input_size(parser, old_name="--size")
     parser.add_argument("--keep-fractions", type=parse_fractions, default=list(DEFAULT_KEEP_FRACTIONS),
                         help="comma list of kept-pixel fractions (default 0.01,...,1)")
     parser.add_argument("--masks-per-fraction", type=int, default=2, help="random masks per image and fraction")
@@ -77,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more checkpoints scored for continuity beside the main one (e.g. an ablation pair "
                              "trained with and without DGR)")
     parser.add_argument("--seed", type=int, default=0, help="seed of masks and target pixels")
+    cli.add_no_progress(parser)
     return parser
 
 
@@ -89,6 +82,13 @@ def load_for_analysis(checkpoint: str, branches: list[str]):
             raise CheckpointError(f"{exc}; analyse it with --branches transformer") from exc
         raise
     return model.eval(), cfg, meta or {}
+
+
+def model_canonical_camera(meta: dict, cfg, analysis_hw: tuple[int, int]) -> CanonicalCamera:
+    """The checkpoint's canonical camera, as DepthRuntime derives it (official checkpoints record no size)."""
+    official = "input_height" not in meta
+    train_hw = analysis_hw if official else (int(meta["input_height"]), int(meta["input_width"]))
+    return canonical_camera_from_meta(meta, train_hw, float(cfg.max_depth), official)
 
 
 def file_sha256(path: Path) -> str:
@@ -172,7 +172,7 @@ def dgr_variants(model, label: str, dgr_checkpoints: list[str], compare_checkpoi
 def main(argv: list[str] | None = None) -> int:
     try:
         return run_cli(argv)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, FileNotFoundError, ValueError, *cli.USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -188,14 +188,19 @@ def run_cli(argv: list[str] | None = None) -> int:
     expand_paths(args.images, "--images")  # fail on a wrong path before the model is loaded
     expand_paths(args.gt, "--gt")
     model, cfg, meta = load_for_analysis(args.checkpoint, args.branches)
-    size = args.size or (meta.get("input_height"), meta.get("input_width"))
+    size = args.input_size or (meta.get("input_height"), meta.get("input_width"))
     if not all(size):
-        build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --size HEIGHTxWIDTH")
+        build_parser().error(f"{args.checkpoint}: no training size in its metadata; pass --input-size HEIGHTxWIDTH")
     height, width = int(size[0]), int(size[1])
-    frames = load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale) if args.images else []
+    canonical = model_canonical_camera(meta, cfg, (height, width))
+    frames = (load_image_frames(args.images, args.gt, height, width, args.gt_depth_scale, canonical=canonical)
+              if args.images else [])
     if args.procedural > 0:
         frames += procedural_frames(args.procedural, height, width, kind=args.procedural_kind,
-                                    seed=args.procedural_seed)
+                                    seed=args.procedural_seed, canonical=canonical)
+    log(f"input plan: canonical focal {canonical.focal_px:.1f} px; "
+        + ", ".join(sorted({f"{f.group}: " + ("fallback field of view" if f.plan.fallback else "intrinsics")
+                            for f in frames})))
     label = checkpoint_label(args.checkpoint)
     variants, dgr_note = dgr_variants(model, label, args.dgr_checkpoint, args.compare_checkpoints,
                                       args.branches, log)
@@ -207,6 +212,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         top_k_fraction=args.top_k_fraction,
         max_depth_m=float(cfg.max_depth),
         seed=args.seed,
+        progress=not args.no_progress,
     )
     numbers, figures = analyse(model, frames, options, variants, model_label=label, log=log)
     details = {

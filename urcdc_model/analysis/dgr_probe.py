@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from urcdc_model import cli
 from urcdc_model.checkpoints import load_model, save_model
 from urcdc_model.data.synthetic import SyntheticDepthDataset
 from urcdc_model.losses import silog_loss
@@ -70,23 +71,30 @@ def fit_dgr(model: URCDCDepth, steps: int, batch_size: int, learning_rate: float
     return losses
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.analysis.dgr_probe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="default", help="'default' or a checkpoint path (kept frozen)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.analysis.dgr_probe", __doc__)
+    cli.add_checkpoint(parser)
     parser.add_argument("--positions", default="crf0,crf1", help=f"comma list of DGR positions from {DGR_POSITIONS}")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--scenes", type=int, default=64, help="procedural training scenes (seeds 0..N-1)")
     parser.add_argument("--output", type=Path, required=True, help="where to write the .safetensors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     positions = tuple(p.strip() for p in args.positions.split(",") if p.strip())
     unknown = [p for p in positions if p not in DGR_POSITIONS]
     if unknown or not positions:
         parser.error(f"--positions: unknown {unknown or args.positions!r}; choose from {DGR_POSITIONS}")
     torch.manual_seed(0)
-    base, _, meta = load_model(args.checkpoint, with_cnn=False)
+    try:
+        base, _, meta = load_model(args.checkpoint, with_cnn=False)  # kept frozen; only DGR is fitted
+    except (FileNotFoundError, *cli.USER_ERRORS) as error:
+        return cli.print_error(error)
     height, width = int(meta.get("input_height", 176)), int(meta.get("input_width", 576))
     model = add_dgr(base, positions)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from urcdc_model import cli
+
 from .attribution import (
     input_gradient_attribution,
     radial_mass_profile,
@@ -34,6 +36,7 @@ class AnalysisOptions:
     top_k_fraction: float = 0.005        # "top-k influential pixels" as a fraction of the image
     max_depth_m: float = 80.0            # GT beyond this is ignored (the model cannot output it)
     seed: int = 0
+    progress: bool = True                # a tqdm bar per stage on a terminal (the stage lines are always logged)
 
 
 @dataclass
@@ -142,7 +145,8 @@ def run_attribution(model, frames, options, figures: FigureData, log) -> dict:
         profiles: dict[str, list] = {b: [] for b in options.branches}
         height, width = members[0].rgb.shape[:2]
         radii = np.geomspace(1.0, np.hypot(height, width), 64)
-        for frame in members:
+        for frame in cli.progress(members, total=len(members), desc=f"attribution [{group}]",
+                                  enabled=options.progress, plain_lines=False):
             gt = usable_gt(frame, options.max_depth_m)
             targets = sample_targets(*frame.rgb.shape[:2], options.targets_per_image, rng,
                                      valid=None if gt is None else gt > 0)
@@ -186,7 +190,8 @@ def run_continuity(variants: Sequence[ContinuityVariant], frames, options, figur
     for group, members in _groups(frames).items():
         start = time.perf_counter()
         rows: dict[str, list[dict]] = {}
-        for frame in members:
+        for frame in cli.progress(members, total=len(members), desc=f"continuity [{group}]",
+                                  enabled=options.progress, plain_lines=False):
             gt = usable_gt(frame, options.max_depth_m)
             image = to_input(frame.rgb)
             for variant in variants:

@@ -6,14 +6,16 @@ how ground truth is scaled and which dataset-specific steps run before the share
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
+from urcdc_model.data.cameras import frame_to_network
+from urcdc_model.data.transforms import AugmentConfig, augment_pair, kb_crop, make_sample, sample_rng
+from urcdc_model.deploy.geometry import CanonicalCamera
 
 MODES = ("train", "eval")
 
@@ -78,6 +80,10 @@ class DepthDataset(Dataset):
 
     Train mode runs the dataset's pre-step, then the shared augmentation chain; eval mode returns the
     frame as the official online eval sees it, plus ``has_valid_depth`` (False when GT is missing).
+    With ``canonical``, training frames go through the inference plan (``urcdc_model.deploy.geometry``,
+    focal from the split file, principal point at the centre: only the focal sets the plan) after the
+    KB crop and before the rest of the chain, which then neither crops nor KB-crops: the trainer crops
+    a window per batch. Labels are then in network scale and ``focal`` is the network image's focal.
     """
 
     depth_scale: float = 256.0
@@ -86,10 +92,12 @@ class DepthDataset(Dataset):
     name: str = "depth"
 
     def __init__(self, data_path: str | Path, gt_path: str | Path | None, filenames_file: str | Path | list,
-                 mode: str = "train", augment: AugmentConfig | None = None):
+                 mode: str = "train", augment: AugmentConfig | None = None,
+                 canonical: CanonicalCamera | None = None):
         """data_path: image root; gt_path: ground-truth root (None = data_path); filenames_file: split file
         (or a list of SplitEntry);
-        mode: "train" | "eval"; augment: training augmentation (default: the dataset's official one)."""
+        mode: "train" | "eval"; augment: training augmentation (default: the dataset's official one);
+        canonical: apply the inference plan to training frames (see the class docstring)."""
         if mode not in MODES:
             raise ValueError(f"{type(self).__name__}: mode must be one of {MODES}, got {mode!r}")
         self.data_path = Path(data_path)
@@ -97,6 +105,7 @@ class DepthDataset(Dataset):
         self.filenames_file = Path(filenames_file) if not isinstance(filenames_file, list) else Path("<entries>")
         self.mode = mode
         self.augment = augment or self.default_augment()
+        self.canonical = canonical
         entries = list(filenames_file) if isinstance(filenames_file, list) else \
             read_split_file(filenames_file, self.default_focal)
         if mode == "train":
@@ -142,6 +151,17 @@ class DepthDataset(Dataset):
         """Dataset-specific steps for evaluation inputs (KITTI KB crop)."""
         return image, depth
 
+    def canonical_sample(self, image: np.ndarray, depth: np.ndarray, entry: SplitEntry) -> dict:
+        """A training sample through the inference plan (KB crop first: a crop keeps the focal)."""
+        if self.augment.kb_crop:
+            image, depth = kb_crop(image, depth)
+        height, width = image.shape[:2]
+        intrinsics = np.array([[entry.focal, 0, (width - 1) / 2], [0, entry.focal, (height - 1) / 2], [0, 0, 1]])
+        image, depth, focal = frame_to_network(image, depth, intrinsics, self.canonical, self.max_depth_m)
+        augment = replace(self.augment, kb_crop=False, crop_height=None, crop_width=None)
+        image, depth = augment_pair(image, depth, augment, sample_rng())
+        return make_sample(image, depth, focal)
+
     # Dataset API -------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.entries)
@@ -162,6 +182,8 @@ class DepthDataset(Dataset):
         image, depth, entry = self.load(index)
         if self.mode == "train":
             image, depth = self.prepare_train(image, depth)
+            if self.canonical is not None:
+                return self.canonical_sample(image, depth, entry)
             image, depth = augment_pair(image, depth, self.augment, sample_rng())
             return make_sample(image, depth, entry.focal)
         image, depth = self.prepare_eval(image, depth)

@@ -49,7 +49,7 @@ def bench_case(kind: str, height: int, width: int, frames: int, repeats: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m urcdc_model.data.bench_synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per run (seeds 0..N-1)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per case; the fastest is reported")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -44,10 +44,12 @@ def make_contact_sheet(out: Path, street_seeds=(0, 1, 2, 3, 4, 5), indoor_seeds=
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/synthetic_contact_sheet.png"))
+    parser = argparse.ArgumentParser(prog="python -m urcdc_model.data.contact_sheet", description=__doc__.split("\n")[0])
+    parser.add_argument("--output", type=Path, default=Path("docs/synthetic_contact_sheet.png"),
+                        help="PNG to write (default: docs/synthetic_contact_sheet.png)")
+    parser.add_argument("--out", dest="output", type=Path, help=argparse.SUPPRESS)  # old spelling
     args = parser.parse_args(argv)
-    print(make_contact_sheet(args.out))
+    print(make_contact_sheet(args.output))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ from urcdc_model.data.base import DepthDataset
 from urcdc_model.data.kitti import KittiDepthDataset
 from urcdc_model.data.nyu import NyuDepthDataset
 from urcdc_model.data.transforms import KITTI_AUGMENT, NYU_AUGMENT
+from urcdc_model.deploy.geometry import CanonicalCamera
 
 DATASETS: dict[str, type[DepthDataset]] = {"kitti": KittiDepthDataset, "nyu": NyuDepthDataset}
 
 
-def build_train_eval(data) -> tuple[DepthDataset, DepthDataset]:
+def build_train_eval(data, canonical: CanonicalCamera | None = None) -> tuple[DepthDataset, DepthDataset]:
     """(train, eval) datasets; ``data`` has dataset, data_path, gt_path, filenames_file(_eval), height,
-    width and the augmentation probabilities (urcdc_model.training.config.DataSection)."""
+    width and the augmentation probabilities (urcdc_model.training.config.DataSection); ``canonical``:
+    training frames go through the inference plan to this camera (the trainer then crops windows)."""
     if data.dataset not in DATASETS:
         raise ValueError(f"data.dataset must be one of {tuple(DATASETS)} for real data, got {data.dataset!r}")
     official = KITTI_AUGMENT if data.dataset == "kitti" else NYU_AUGMENT
@@ -26,6 +28,8 @@ def build_train_eval(data) -> tuple[DepthDataset, DepthDataset]:
         if data.dataset != "kitti":
             raise ValueError(f"data.use_right applies to KITTI (stereo) only, not {data.dataset!r}")
         options["use_right"] = True
+    if canonical is not None:
+        options["canonical"] = canonical
     train = dataset_class(data.data_path, data.gt_path, data.filenames_file, mode="train", augment=augment,
                           **options)
     eval_split = data.filenames_file_eval or data.filenames_file

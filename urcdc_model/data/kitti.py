@@ -16,6 +16,7 @@ from urcdc_model.data.base import DepthDataset, SplitEntry
 from urcdc_model.data.calib import CameraCalibration, load_raw_calibration, project_velodyne_to_depth, \
     read_velodyne_points
 from urcdc_model.data.transforms import KITTI_AUGMENT, AugmentConfig, kb_crop, sample_rng
+from urcdc_model.deploy.geometry import CanonicalCamera
 
 GT_SOURCES = ("annotated", "velodyne")
 LEFT_CAMERA, RIGHT_CAMERA = "image_02", "image_03"
@@ -30,18 +31,20 @@ class KittiDepthDataset(DepthDataset):
     name = "kitti"
 
     def __init__(self, data_path, gt_path, filenames_file, mode: str = "train", augment: AugmentConfig | None = None,
-                 gt_source: str = "annotated", kb_crop_eval: bool = True, use_right: bool = False):
+                 gt_source: str = "annotated", kb_crop_eval: bool = True, use_right: bool = False,
+                 canonical: CanonicalCamera | None = None):
         """gt_source: "annotated" (PNG) or "velodyne" (projected LiDAR); kb_crop_eval: crop eval frames to
         the 352x1216 KB window as the official eval does (set False for full-frame evaluation);
         use_right: in training, read the right colour camera (image_03) instead of the left for half of
-        the samples, as the official loader's ``--use_right`` (its GT and calibration follow)."""
+        the samples, as the official loader's ``--use_right`` (its GT and calibration follow);
+        canonical: training frames through the inference plan (DepthDataset)."""
         if gt_source not in GT_SOURCES:
             raise ValueError(f"KittiDepthDataset: gt_source must be one of {GT_SOURCES}, got {gt_source!r}")
         self.gt_source = gt_source
         self.kb_crop_eval = kb_crop_eval
         self.use_right = use_right
         self._calibrations: dict[tuple[str, int], CameraCalibration] = {}
-        super().__init__(data_path, gt_path, filenames_file, mode, augment)
+        super().__init__(data_path, gt_path, filenames_file, mode, augment, canonical)
 
     def default_augment(self) -> AugmentConfig:
         return KITTI_AUGMENT

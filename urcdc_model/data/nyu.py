@@ -11,6 +11,7 @@ import numpy as np
 
 from urcdc_model.data.base import DepthDataset
 from urcdc_model.data.transforms import NYU_AUGMENT, AugmentConfig
+from urcdc_model.deploy.geometry import CanonicalCamera
 
 NYU_TEST_SIZE = 654
 OFFICIAL_TEST_LIST = "nyudepthv2_test_files_with_gt.txt"
@@ -33,8 +34,9 @@ class NyuDepthDataset(DepthDataset):
     max_depth_m = 10.0
     name = "nyu"
 
-    def __init__(self, data_path, gt_path, filenames_file, mode: str = "train", augment: AugmentConfig | None = None):
-        super().__init__(data_path, gt_path, filenames_file, mode, augment)
+    def __init__(self, data_path, gt_path, filenames_file, mode: str = "train", augment: AugmentConfig | None = None,
+                 canonical: CanonicalCamera | None = None):
+        super().__init__(data_path, gt_path, filenames_file, mode, augment, canonical)
         if self.filenames_file.name == OFFICIAL_TEST_LIST and len(self.entries) != NYU_TEST_SIZE:
             raise ValueError(f"{self.filenames_file}: the official NYU test list has {NYU_TEST_SIZE} frames, "
                              f"this file has {len(self.entries)}; use the unmodified list for comparable numbers")

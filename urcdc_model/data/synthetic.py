@@ -13,15 +13,17 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from urcdc_model.data.cameras import CameraSampling, base_camera_size, draw_camera, frame_to_network
 from urcdc_model.data.raycast import camera_rotation, render_scene
 from urcdc_model.data.scenes import (FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA, STREET_MAX_DEPTH_M,
                                      STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP, STREET_TRAIN_CAMERA,
                                      CameraRange, Scene, clear_corridor, make_indoor_scene, make_street_scene)
 from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
+from urcdc_model.deploy.geometry import CanonicalCamera
 
 __all__ = ["CameraRange", "FACADE", "HELD_OUT_SEED", "INDOOR_MAX_DEPTH_M", "INDOOR_TRAIN_CAMERA",
            "STREET_MAX_DEPTH_M", "STREET_SHIFTED_CAMERA_DOWN", "STREET_SHIFTED_CAMERA_UP", "STREET_TRAIN_CAMERA",
-           "Scene", "SyntheticDepthDataset", "SyntheticFrame", "camera_rotation", "kitti_like_intrinsics",
+           "CameraSampling", "Scene", "SyntheticDepthDataset", "SyntheticFrame", "camera_rotation", "kitti_like_intrinsics",
            "nyu_like_intrinsics", "render_frame", "render_scene", "write_kitti_drive"]
 
 # KITTI raw cam 2 (P_rect_02 of 2011-09-26) at 375x1242 and NYU-Depth-v2 Kinect RGB at 480x640.
@@ -131,20 +133,32 @@ class SyntheticDepthDataset(Dataset):
     Sample i is the scene of seed ``seed + i`` (the same scene every epoch); train mode augments it
     afresh each time (rotation, CutFlip, flip, colour jitter, as for KITTI/NYU), test mode returns it as
     rendered. Keep training seeds below HELD_OUT_SEED; ``evaluate --dataset synthetic`` uses seeds above.
+
+    With ``canonical`` the frame goes through the inference plan (``urcdc_model.deploy.geometry``): the
+    sample is the network input for that camera (variable size; the trainer crops a window per batch),
+    depth labels are in network scale (metres / depth_scale) and ``focal`` is the network image's focal
+    in px. With ``cameras`` as well, every sample is seen by a random camera (drawn afresh each epoch
+    in train mode, fixed by the seed in test mode). Without ``canonical``: frames at height x width,
+    no plan (the KITTI-camera-only behaviour of the first default models).
     """
 
     def __init__(self, num_samples: int, kind: str = "street", height: int | None = None,
                  width: int | None = None, seed: int = 0, train: bool = True,
                  camera_range: CameraRange | None = None, intrinsics: np.ndarray | None = None,
                  max_depth_m: float | None = None, augment: AugmentConfig | None = None,
-                 cache_frames: bool = False):
+                 cache_frames: bool = False, canonical: CanonicalCamera | None = None,
+                 cameras: CameraSampling | None = None):
         """num_samples: dataset length; kind: "street" | "indoor"; height/width: render size
         (default 176x576 street, 240x320 indoor); seed: seed of sample 0; train: augment or not;
         camera_range / intrinsics / max_depth_m: passed to render_frame; augment: override the
         default chain (no crops, rotation 1 deg street / 2.5 deg indoor); cache_frames: keep rendered
-        frames in memory (about 0.7 MB each at 176x576) instead of re-rendering every epoch."""
+        frames in memory (about 0.7 MB each at 176x576) instead of re-rendering every epoch;
+        canonical: the network's canonical camera (apply the inference plan); cameras: random-camera
+        ranges (needs ``canonical``)."""
         if num_samples <= 0:
             raise ValueError(f"SyntheticDepthDataset: num_samples must be positive, got {num_samples}")
+        if cameras is not None and canonical is None:
+            raise ValueError("SyntheticDepthDataset: random cameras need the canonical camera they are mapped to")
         self.num_samples = int(num_samples)
         self.kind = kind
         default_size = DEFAULT_STREET_SIZE if kind == "street" else DEFAULT_INDOOR_SIZE
@@ -155,6 +169,8 @@ class SyntheticDepthDataset(Dataset):
         self.camera_range = camera_range
         self.intrinsics = intrinsics
         self.max_depth_m = max_depth_m
+        self.canonical = canonical
+        self.cameras = cameras
         if augment is None:
             augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,
                                     crop_width=None,
@@ -165,26 +181,45 @@ class SyntheticDepthDataset(Dataset):
     def __len__(self) -> int:
         return self.num_samples
 
-    def frame(self, index: int) -> SyntheticFrame:
-        """The un-augmented rendered frame of sample ``index``."""
+    def camera(self, index: int, rng: np.random.Generator | None = None) -> tuple[tuple[int, int], np.ndarray | None]:
+        """(render size, K or None for the kind's default camera) of sample ``index``.
+
+        ``rng`` draws the random camera (train mode: a fresh one per epoch); None = fixed by the seed."""
+        if self.cameras is None:
+            return (self.height, self.width), self.intrinsics
+        rng = rng if rng is not None else np.random.default_rng([self.seed + index, 3])
+        if rng.random() < self.cameras.base_camera_fraction:
+            street = self.kind == "street"
+            size = base_camera_size(self.canonical, KITTI_FULL_SIZE if street else NYU_FULL_SIZE, rng, self.cameras)
+            return size, (kitti_like_intrinsics if street else nyu_like_intrinsics)(*size)
+        return draw_camera(rng, self.canonical, self.cameras)
+
+    def frame(self, index: int, rng: np.random.Generator | None = None) -> SyntheticFrame:
+        """The un-augmented rendered frame of sample ``index`` (``rng``: see ``camera``)."""
         if not 0 <= index < self.num_samples:
             raise IndexError(f"SyntheticDepthDataset: index {index} out of range [0, {self.num_samples})")
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        frame = render_frame(self.seed + index, kind=self.kind, height=self.height, width=self.width,
-                             intrinsics=self.intrinsics, camera_range=self.camera_range,
+        (height, width), intrinsics = self.camera(index, rng)
+        frame = render_frame(self.seed + index, kind=self.kind, height=height, width=width,
+                             intrinsics=intrinsics, camera_range=self.camera_range,
                              max_depth_m=self.max_depth_m)
         if self._cache is not None:
             self._cache[index] = frame
         return frame
 
     def __getitem__(self, index: int) -> dict:
-        frame = self.frame(index)
-        image = frame.rgb.astype(np.float32) / 255.0
-        depth_m = frame.depth_m
+        rng = sample_rng() if self.train else None
+        frame = self.frame(index, rng)
+        if self.canonical is None:
+            image, depth_m, focal = frame.rgb, frame.depth_m, float(frame.intrinsics[0, 0])
+        else:
+            image, depth_m, focal = frame_to_network(frame.rgb, frame.depth_m, frame.intrinsics, self.canonical,
+                                                     frame.max_depth_m)
+        image = image.astype(np.float32) / 255.0
         if self.train:
-            image, depth_m = augment_pair(image, depth_m, self.augment, sample_rng())
-        return make_sample(image, depth_m, focal=float(frame.intrinsics[0, 0]))
+            image, depth_m = augment_pair(image, depth_m, self.augment, rng if rng is not None else sample_rng())
+        return make_sample(image, depth_m, focal=focal)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,12 +12,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from urcdc_model.deploy.errors import BackendUnavailableError
+from urcdc_model.deploy.errors import REEXPORT_HINT, BackendUnavailableError, ModelFileError, one_line
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
+from urcdc_model.deploy.precision import PRECISIONS  # noqa: F401  (re-exported: one vocabulary)
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def cuda_available() -> bool:
@@ -54,7 +54,9 @@ class TorchBackend:
 
     def __init__(self, deploy_model: DeployModel, device: str, precision: str):
         if precision == "int8":
-            raise BackendUnavailableError("precision='int8' needs backend='tensorrt' (INT8 calibration)")
+            raise BackendUnavailableError(
+                "precision='int8' runs a calibrated Q/DQ ONNX: export one with `python -m urcdc_model.export "
+                "--precision int8 --calib-images DIR` and load it with backend='onnxruntime' or 'tensorrt'")
         if precision == "fp16" and device != "cuda":
             raise BackendUnavailableError("precision='fp16' with backend='torch' needs device='cuda'")
         self.device = torch.device(device)
@@ -66,27 +68,33 @@ class TorchBackend:
         depth_m, uncertainty_m = self.model(torch.from_numpy(image).to(self.device, self.dtype))
         return (depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy())
 
+    @torch.inference_mode()
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w tensor already on the device → 1×1×h×w depth, uncertainty (device tensors)."""
+        return self.model(image.to(self.device, self.dtype))
+
 
 def onnxruntime_providers(device: str, precision: str, cache_dir: Path) -> list:
-    """Execution providers in order of preference for the device/precision, only those installed."""
+    """Execution providers in order of preference, only those installed.
+
+    ``precision`` is the ONNX file's own (FP16 and Q/DQ INT8 graphs carry their types): the CPU
+    provider runs all three, the TensorRT provider is told to allow FP16/INT8 kernels to match.
+    """
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if device == "cpu":
-        if precision != "fp32":
-            raise BackendUnavailableError(
-                f"precision='{precision}' with backend='onnxruntime' needs device='cuda' "
-                "(the CPU execution provider runs FP32)")
         return ["CPUExecutionProvider"]
     providers: list = []
     if "TensorrtExecutionProvider" in available:
         providers.append(("TensorrtExecutionProvider", {
-            "trt_fp16_enable": precision == "fp16",
+            "trt_fp16_enable": precision in ("fp16", "int8"),
+            "trt_int8_enable": precision == "int8",
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir / "ort_trt"),
             "trt_timing_cache_enable": True,
         }))
-    if "CUDAExecutionProvider" in available and precision == "fp32":
+    if "CUDAExecutionProvider" in available:
         providers.append("CUDAExecutionProvider")
     if not providers:
         raise BackendUnavailableError(
@@ -113,16 +121,35 @@ class OnnxRuntimeBackend:
         options.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         providers = onnxruntime_providers(device, precision, cache_dir)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        self.session = open_onnxruntime_session(onnx_path, options, providers)
         names = [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in [i.name for i in self.session.get_inputs()] or list(names) != list(OUTPUT_NAMES):
-            raise ValueError(f"{onnx_path}: expected input '{INPUT_NAME}' and outputs {OUTPUT_NAMES}, got "
-                             f"{[i.name for i in self.session.get_inputs()]} → {names}; re-export with "
-                             "`python -m urcdc_model.export`")
+            raise ModelFileError(f"{onnx_path}: expected input '{INPUT_NAME}' and outputs {OUTPUT_NAMES}, got "
+                                 f"{[i.name for i in self.session.get_inputs()]} → {names}; {REEXPORT_HINT}")
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth_m, uncertainty_m = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: image})
         return depth_m[0, 0], uncertainty_m[0, 0]
+
+
+# onnxruntime's exception classes that mean "this file is not a model it can load"
+_ORT_FILE_ERRORS = ("InvalidProtobuf", "InvalidGraph", "NoSuchFile", "ModelLoaded")
+
+
+def open_onnxruntime_session(onnx_path: Path, options, providers: list):
+    """An onnxruntime session; a file onnxruntime cannot load is a ModelFileError naming it and the fix."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    except Exception as exc:  # pybind11 exception classes, not importable by a stable name
+        kind = type(exc).__name__
+        if kind == "InvalidProtobuf":
+            raise ModelFileError(f"{onnx_path}: not a valid ONNX model (truncated or not ONNX); {REEXPORT_HINT}") from exc
+        if kind in _ORT_FILE_ERRORS or (kind == "Fail" and "Load model" in str(exc)):
+            raise ModelFileError(f"{onnx_path}: onnxruntime cannot load it ({one_line(exc, 160)}); "
+                                 f"{REEXPORT_HINT}") from exc
+        raise
 
 
 class TensorRTBackend:
@@ -138,6 +165,10 @@ class TensorRTBackend:
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         depth_m, uncertainty_m = self.runner(torch.from_numpy(image))
         return depth_m[0, 0].float().cpu().numpy(), uncertainty_m[0, 0].float().cpu().numpy()
+
+    def run_tensor(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """1×3×h×w CUDA tensor → 1×1×h×w depth, uncertainty CUDA tensors (no host copies)."""
+        return self.runner(image)
 
 
 def choose_backend(requested: str, device: str, source_kind: str) -> str:
@@ -165,14 +196,17 @@ def choose_backend(requested: str, device: str, source_kind: str) -> str:
     if requested != "auto":
         if requested not in candidates:
             raise BackendUnavailableError(
-                f"backend='{requested}' cannot run a {source_kind} file on device='{device}' "
-                f"(possible: {', '.join(candidates)})")
+                f"backend='{requested}' cannot run {_KIND_NAMES[source_kind]} on device='{device}'; pass "
+                f"backend {' or '.join(repr(c) for c in candidates)}, or a checkpoint for backend='{requested}'")
         return requested
     for name in candidates:
         if _installed(name, device):
             return name
-    raise BackendUnavailableError(f"no backend for a {source_kind} file on device='{device}': "
+    raise BackendUnavailableError(f"no backend for {_KIND_NAMES[source_kind]} on device='{device}': "
                                   f"install one of {', '.join(candidates)}")
+
+
+_KIND_NAMES = {"checkpoint": "a checkpoint", "onnx": "an ONNX model", "engine": "a TensorRT engine"}
 
 
 def _installed(backend: str, device: str) -> bool:

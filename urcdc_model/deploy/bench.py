@@ -1,14 +1,15 @@
 """Latency benchmark of the runtime backends, with PyTorch eager as the in-run baseline.
 
-    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --sizes 352x1216
+    python -m urcdc_model.bench --checkpoint default --backends torch,onnxruntime --input-sizes 352x1216
 
 Each variant (``backend`` or ``backend:precision``; ``torch-compile`` for torch.compile) is loaded
 through DepthRuntime and timed on the same frame. Iterations are interleaved round-robin across
 variants so a busy shared machine slows every variant alike and the ratios stay fair. Reports the
 median and p90 of the end-to-end ``infer()`` latency (resize + normalise + network + resize back)
 and of the network alone, the process CPU time per inference (all threads; less sensitive to other
-load than wall time), FPS, and the speed-up over PyTorch eager FP32 (from median wall latency). With ``--write`` the table
-and the machine description replace this device's subsection in docs/BENCHMARKS.md.
+load than wall time), FPS, and the speed-up over PyTorch eager FP32 (from median wall latency). With
+``--write FILE`` the table and the machine description replace this device's subsection of FILE's
+"Export and runtime" section (e.g. ``--write docs/BENCHMARKS.md``); nothing is written otherwise.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import shlex
 import sys
 import time
@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from urcdc_model import cli
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.runtime import DepthRuntime
+from urcdc_model.deploy.sources import ModelSource
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
 SECTION_TITLE = "## Export and runtime (issue 5)"
 BASELINE = "torch"
 
@@ -60,13 +61,6 @@ class BenchRow:
         return float(np.median(self.cpu_ms)) if self.cpu_ms else float("nan")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"size '{text}' must look like HEIGHTxWIDTH, e.g. 352x1216")
-    return int(match.group(1)), int(match.group(2))
-
-
 def parse_variant(text: str) -> tuple[str, str]:
     """'onnxruntime' → ('onnxruntime', 'fp32'); 'tensorrt:fp16' → ('tensorrt', 'fp16')."""
     backend, _, precision = text.partition(":")
@@ -79,7 +73,8 @@ def load_variant(variant: str, checkpoint: str, device: str, size: tuple[int, in
     if backend == "torch-compile":
         runtime = DepthRuntime.from_path(checkpoint, backend="torch", device=device, precision=precision,
                                          input_size=size, warmup_runs=0)
-        runtime._engine.model = torch.compile(runtime._engine.model)
+        engine = runtime._engine(size)  # the torch backend runs every size with one module
+        engine.model = torch.compile(engine.model)
     else:
         runtime = DepthRuntime.from_path(checkpoint, backend=backend, device=device, precision=precision,
                                          input_size=size, cache_dir=cache_dir, num_threads=num_threads,
@@ -96,7 +91,7 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
               device: str) -> dict[str, BenchRow]:
     """Interleaved timing of every runtime on one frame (at the frame's own resolution)."""
     rows = {name: BenchRow(name, rt.input_size, [], []) for name, rt in runtimes.items()}
-    images = {name: rt.preprocess(frame) for name, rt in runtimes.items()}
+    prepared = {name: rt.preprocess(frame) for name, rt in runtimes.items()}  # (network input, plan)
     for i in range(warmup + runs):
         for name, rt in runtimes.items():
             _sync(device)
@@ -106,7 +101,8 @@ def benchmark(runtimes: dict[str, DepthRuntime], frame: np.ndarray, runs: int, w
             infer_ms = (time.perf_counter() - start) * 1e3
             cpu_ms = (time.process_time() - cpu_start) * 1e3
             start = time.perf_counter()
-            rt._engine.run(images[name])
+            image, plan = prepared[name]
+            rt._engine(plan.network_hw).run(image)
             _sync(device)
             network_ms = (time.perf_counter() - start) * 1e3
             if i >= warmup:
@@ -155,26 +151,27 @@ def format_table(rows: list[BenchRow], baseline: dict[tuple[int, int], float]) -
     return "\n".join(lines)
 
 
-def write_benchmarks_md(path: Path, subsection_title: str, body: str) -> None:
-    """Replace (or add) ``### subsection_title`` inside this module's ``## `` section of the shared file."""
+def write_benchmarks_md(path: Path, subsection_title: str, body: str, section: str = SECTION_TITLE) -> None:
+    """Replace (or add) ``### subsection_title`` inside the ``## section`` (default: this module's) of the file."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n\nMeasured numbers, with the commands that produced them.\n"
     subsection = f"### {subsection_title}\n\n{body.strip()}\n"
-    if SECTION_TITLE not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{subsection}"
+    if section not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n\n{subsection}"
     else:
-        start = text.index(SECTION_TITLE)
-        next_section = text.find("\n## ", start + len(SECTION_TITLE))
+        start = text.index(section)
+        next_section = text.find("\n## ", start + len(section))
         end = len(text) if next_section < 0 else next_section + 1
-        section = text[start:end]
+        block = text[start:end]
         header = f"### {subsection_title}\n"
-        if header in section:
-            s = section.index(header)
-            nxt = section.find("\n### ", s + len(header))
-            e = len(section) if nxt < 0 else nxt + 1
-            section = section[:s] + subsection + ("\n" if nxt >= 0 else "") + section[e:].lstrip("\n")
+        if header in block:
+            s = block.index(header)
+            nxt = block.find("\n### ", s + len(header))
+            e = len(block) if nxt < 0 else nxt + 1
+            block = block[:s] + subsection + ("\n" if nxt >= 0 else "") + block[e:].lstrip("\n")
         else:
-            section = section.rstrip("\n") + "\n\n" + subsection
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
+            block = block.rstrip("\n") + "\n\n" + subsection
+        text = text[:start] + block.rstrip("\n") + "\n" + ("\n" + text[end:] if end < len(text) else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
@@ -188,25 +185,34 @@ def _bench_frame(height: int, width: int) -> np.ndarray:
         return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m urcdc_model.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default", help="checkpoint path or 'default'")
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.new_parser("urcdc_model.bench", __doc__.split("\n\n")[0])
+    cli.add_checkpoint(parser, runtime=True)
     parser.add_argument("--backends", default=None,
                         help="comma-separated variants: torch, onnxruntime, tensorrt, torch-compile, with optional "
                              ":fp16/:int8 (default: torch,onnxruntime on CPU; plus torch:fp16,tensorrt:fp16 on CUDA)")
-    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")], default=[(352, 1216)],
-                        help="comma-separated HEIGHTxWIDTH network input sizes")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--input-sizes", type=lambda s: [cli.parse_size(x) for x in s.split(",")],
+                        default=[(352, 1216)], metavar="HxW[,HxW...]",
+                        help="comma-separated network input sizes HEIGHTxWIDTH (default: 352x1216)")
+    cli.hidden_alias(parser, "--sizes", dest="input_sizes", type=lambda s: [cli.parse_size(x) for x in s.split(",")])
+    cli.add_device(parser)
     parser.add_argument("--runs", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    cli.add_num_threads(parser, old_name="--threads")
     parser.add_argument("--cache-dir", type=Path, default=None, help="ONNX/engine cache (default: ~/.cache/urcdc)")
-    parser.add_argument("--write", action="store_true", help=f"write the table into {BENCHMARKS_MD}")
-    parser.add_argument("--benchmarks-md", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    parser.add_argument("--write", type=Path, default=None, metavar="FILE",
+                        help="also write the table into FILE's 'Export and runtime' section, replacing this "
+                             "device's subsection (e.g. docs/BENCHMARKS.md); nothing is written without it")
+    cli.hidden_alias(parser, "--benchmarks-md", dest="write", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.show_progress_logs()  # a first-use ONNX export says so before the pause
     try:
         return run_bench(args, argv)
-    except (FileNotFoundError, ValueError) as error:  # bad checkpoint path or contents: one clear line
+    except (FileNotFoundError, ValueError, *cli.USER_ERRORS) as error:  # bad model file or path: one clear line
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -215,28 +221,30 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Benchmark as the parsed CLI arguments say and print (and optionally write) the table."""
     default_variants = "torch,onnxruntime" if args.device == "cpu" else "torch,torch:fp16,onnxruntime,tensorrt:fp16"
     variants = [v.strip() for v in (args.backends or default_variants).split(",") if v.strip()]
-    if BASELINE not in variants:
+    exported = ModelSource.resolve(args.checkpoint).kind != "checkpoint"  # .onnx/.engine: no PyTorch to compare
+    if BASELINE not in variants and not exported:
         variants.insert(0, BASELINE)  # the ratio needs PyTorch eager FP32 in the same run
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
 
     all_rows: list[BenchRow] = []
     baseline: dict[tuple[int, int], float] = {}
     skipped: list[str] = []
-    for size in args.sizes:
+    for size in args.input_sizes:
         runtimes = {}
         for variant in variants:
             try:
                 runtimes[variant] = load_variant(variant, args.checkpoint, args.device, size, args.cache_dir,
-                                                 args.threads)
+                                                 args.num_threads or None)
             except BackendUnavailableError as error:
                 skipped.append(f"{variant}: {error}")
                 print(f"skip {variant}: {error}", file=sys.stderr)
         rows = benchmark(runtimes, _bench_frame(*size), args.runs, args.warmup, args.device)
-        baseline[size] = rows[BASELINE].median_ms
+        if BASELINE in rows:
+            baseline[size] = rows[BASELINE].median_ms
         all_rows.extend(rows.values())
 
-    machine = machine_description(args.device, args.threads)
+    machine = machine_description(args.device, args.num_threads or None)
     table = format_table(all_rows, baseline)
     command = "python -m urcdc_model.bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"{machine}\n\n{table}")
@@ -249,8 +257,8 @@ def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
         if skipped:
             body += "\nNot measured: " + "; ".join(sorted(set(skipped))) + "\n"
         title = "CPU" if args.device == "cpu" else f"GPU ({torch.cuda.get_device_name(0)})"
-        write_benchmarks_md(args.benchmarks_md, title, body)
-        print(f"wrote {args.benchmarks_md}")
+        write_benchmarks_md(args.write, title, body)
+        print(f"wrote {args.write}")
     return 0
 
 

@@ -1,15 +1,15 @@
 """ONNX export of the deployed network, verified against PyTorch with onnxruntime before it is written.
 
-    python -m urcdc_model.export --checkpoint default --format onnx --height 352 --width 1216 \
+    python -m urcdc_model.export --checkpoint default --format onnx --input-size 352x1216 \
         --output urcdc_352x1216.onnx
-    python -m urcdc_model.export --checkpoint CKPT --format tensorrt --fp16 --height 352 --width 1216 \
-        --output urcdc_fp16.engine
+    python -m urcdc_model.export --checkpoint CKPT --format onnx --precision int8 --calib-images frames/ \
+        --output urcdc_int8.onnx     # FP16/INT8: urcdc_model.deploy.precision
 
 The ONNX graph is ``image`` (1×3×H×W, ImageNet-normalised RGB) → ``depth`` (1×1×H×W metres) and
 ``uncertainty`` (1×1×H×W, expected absolute depth error in metres, see urcdc_model.deploy.uncertainty).
-Static H×W by default; ``--dynamic`` makes H and W symbolic. Every ONNX file is checked with
-onnxruntime against PyTorch on a random and a real image before it is written; a model that
-disagrees beyond the tolerance is not written.
+Static H×W by default, constant-folded (:func:`fold_constants`); ``--dynamic`` makes H and W symbolic.
+Every ONNX file is checked with onnxruntime against PyTorch on a random and a real image before it
+is written; a model that disagrees beyond the tolerance is not written.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from urcdc_model.deploy.errors import ExportVerificationError
+from urcdc_model.deploy.errors import REEXPORT_HINT, ExportVerificationError, ModelFileError
 from urcdc_model.deploy.files import file_sha256
 from urcdc_model.deploy.graph import INPUT_NAME, OUTPUT_NAMES, DeployModel
 from urcdc_model.preprocessing import normalize_rgb
@@ -35,7 +35,7 @@ LOG = logging.getLogger(__name__)
 ONNX_OPSET = 17
 # Max relative error allowed between onnxruntime and PyTorch, per output (see max_relative_error).
 PARITY_TOLERANCE = 1e-3
-EXPORT_FORMAT_VERSION = "1"  # bump when the exported graph changes meaning; part of the cache key
+EXPORT_FORMAT_VERSION = "2"  # 2: static exports constant-folded. Bump when the exported graph changes meaning; part of the cache key
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 
 
@@ -80,28 +80,81 @@ def export_onnx(deploy_model: DeployModel, output_path: str | Path, height: int,
     return output_path
 
 
-def read_onnx_metadata(path: str | Path) -> dict:
-    """Static input size (None when dynamic), max depth and training size stored in an exported model."""
+def fold_constants(onnx_path: str | Path, output_path: str | Path) -> Path:
+    """Constant-fold a static-shape export with onnxruntime's offline *basic* optimisation.
+
+    The traced Swin graph computes its window shapes at run time (Shape → Gather → Concat → Reshape,
+    Mod/Range/ConstantOfShape masks): 7 335 nodes, 408 of them Shape ops, for the default model at any
+    static size. With the shape known, all of it is constant: 995 nodes remain, none of them shape
+    arithmetic, which is what TensorRT's parser and the quantizer handle best. The basic level only
+    folds constants, drops redundant nodes and applies fusions into standard ONNX ops (e.g. MatMul +
+    Add → Gemm), so the file stays portable; the contrib-op fusions of the higher levels are left to
+    each runtime. Unused opset imports that onnxruntime adds are removed again.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(output_path)
+    ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(output_path))
+    used = {node.domain or "" for node in model.graph.node}
+    keep = [op for op in model.opset_import if (op.domain or "") in used or op.domain in ("", "ai.onnx")]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(output_path))
+    return Path(output_path)
+
+
+def count_nodes(onnx_path: str | Path) -> dict[str, int]:
+    """Node count per op type (and ``"total"``), to show what folding removed."""
+    import collections
+
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    counts = collections.Counter(node.op_type for node in nodes)
+    return {"total": len(nodes), **dict(counts.most_common())}
+
+
+def read_onnx_metadata(path: str | Path) -> dict:
+    """Static input size (None when dynamic), max depth and training size stored in an exported model.
+
+    Raises ModelFileError (one line: the file, what it is not, the fix) for anything that is not an
+    ONNX model exported by urcdc.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model at all
+        raise ModelFileError(f"{path}: not a valid ONNX model (truncated or not ONNX); {REEXPORT_HINT}") from exc
     props = {p.key: p.value for p in model.metadata_props}
     if "urcdc.max_depth" not in props:
-        raise ValueError(f"{path}: not exported by urcdc (no urcdc.max_depth metadata); re-export with "
-                         "`python -m urcdc_model.export`")
+        raise ModelFileError(f"{path}: no urcdc.max_depth metadata (truncated, or not exported by urcdc); "
+                             f"{REEXPORT_HINT}")
     inputs = {i.name: i for i in model.graph.input}
     if INPUT_NAME not in inputs:
-        raise ValueError(f"{path}: no input named '{INPUT_NAME}'")
+        raise ModelFileError(f"{path}: no input named '{INPUT_NAME}' (not exported by urcdc); {REEXPORT_HINT}")
     dims = inputs[INPUT_NAME].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ModelFileError(f"{path}: input '{INPUT_NAME}' has {len(dims)} dimensions, not 4 (N, 3, H, W); "
+                             f"{REEXPORT_HINT}")
     height = dims[2].dim_value or None
     width = dims[3].dim_value or None
-    meta = {"height": height, "width": width, "max_depth": float(props["urcdc.max_depth"])}
-    for key in ("train_height", "train_width"):
-        if f"urcdc.{key}" in props:
-            meta[key] = int(props[f"urcdc.{key}"])
-    if "urcdc.canonical_focal_px" in props:
-        meta["canonical_focal_px"] = float(props["urcdc.canonical_focal_px"])
+    try:
+        meta = {"height": height, "width": width, "max_depth": float(props["urcdc.max_depth"])}
+        for key in ("train_height", "train_width"):
+            if f"urcdc.{key}" in props:
+                meta[key] = int(props[f"urcdc.{key}"])
+        if "urcdc.canonical_focal_px" in props:
+            meta["canonical_focal_px"] = float(props["urcdc.canonical_focal_px"])
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: unreadable urcdc metadata ({exc}); {REEXPORT_HINT}") from exc
     meta["checkpoint_sha256"] = props.get("urcdc.checkpoint_sha256")
+    meta["precision"] = props.get("urcdc.precision", "fp32")
     return meta
 
 
@@ -201,12 +254,17 @@ def export_verified_onnx(deploy_model: DeployModel, output_path: str | Path, hei
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
+        LOG.info("tracing the network to ONNX at %dx%d%s (opset %d)", height, width, ", dynamic H×W" if dynamic else "",
+                 opset)
         export_onnx(deploy_model, tmp_path, height, width, dynamic=dynamic, opset=opset, metadata=metadata)
+        if not dynamic:  # the parity check below then covers the folded graph that is written
+            fold_constants(tmp_path, tmp_path)
         sizes = [(height, width)]
         if dynamic:
             sizes += check_sizes or [(max(64, height // 2 // 32 * 32), max(64, width // 2 // 32 * 32))]
         images = {f"{name}@{h}x{w}": image for h, w in sizes
                   for name, image in verification_images(h, w, real_images).items()}
+        LOG.info("verifying the ONNX against PyTorch on %d image(s) with onnxruntime", len(images))
         results = check_onnx_parity(tmp_path, deploy_model, images)
         failed = [r for r in results if r.worst > tolerance]
         if failed:
@@ -228,19 +286,24 @@ def onnx_cache_path(cache_dir: Path, checkpoint_sha256: str, height: int, width:
 
 
 def cached_onnx_export(deploy_model: DeployModel, checkpoint_path: Path, height: int, width: int,
-                       max_depth: float, cache_dir: Path, metadata: dict | None = None) -> Path:
+                       max_depth: float, cache_dir: Path, metadata: dict | None = None,
+                       opset: int = ONNX_OPSET) -> Path:
     """The verified ONNX for a checkpoint at H×W, exported on first use and reused afterwards.
 
     ``metadata``: extra ``urcdc.*`` properties (training size, canonical focal length) stored in the file.
+    ``opset``: 17 by default; the TensorRT path passes what the installed parser takes
+    (``tensorrt_compat``: 16 below TensorRT 8.6).
     """
     sha = file_sha256(checkpoint_path)
-    path = onnx_cache_path(Path(cache_dir), sha, height, width, max_depth)
+    path = onnx_cache_path(Path(cache_dir), sha, height, width, max_depth, opset=opset)
     if path.is_file():
         return path
-    LOG.warning("exporting %s to ONNX for a %dx%d network input (first use of this input size, usually a new "
-                "camera; takes seconds to a minute, cached afterwards in %s)", checkpoint_path.name, height, width,
-                path.parent)
-    export_verified_onnx(deploy_model, path, height, width,
+    # WARNING so any caller shows it without configuring logging: a first use pauses for seconds to a minute
+    params_m = sum(p.numel() for p in deploy_model.parameters()) / 1e6
+    LOG.warning("first use of %s at %dx%d (usually a new camera): exporting it to ONNX and verifying it "
+                "(%.1f M parameters; up to a minute on a CPU), cached afterwards in %s", checkpoint_path.name,
+                height, width, params_m, path.parent)
+    export_verified_onnx(deploy_model, path, height, width, opset=opset,
                          metadata={"urcdc.checkpoint_sha256": sha, "urcdc.train_height": height,
                                    "urcdc.train_width": width, **(metadata or {})})
     return path

@@ -27,15 +27,17 @@ import numpy as np
 import torch
 
 from urcdc_model.checkpoints import load_model
-from urcdc_model.deploy.backends import (PRECISIONS, Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend,
-                                         choose_backend)
+from urcdc_model.deploy.backends import Backend, OnnxRuntimeBackend, TensorRTBackend, TorchBackend, choose_backend
+from urcdc_model.deploy.device_io import DeviceFrameIO
+from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.files import default_cache_dir
 from urcdc_model.deploy.geometry import CanonicalCamera, InputPlan, canonical_camera_from_meta, plan_input
 from urcdc_model.deploy.graph import DeployModel
-from urcdc_model.deploy.onnx_export import cached_onnx_export, read_onnx_metadata
+from urcdc_model.deploy.onnx_export import ONNX_OPSET, cached_onnx_export, read_onnx_metadata
+from urcdc_model.deploy.precision import PRECISIONS, cached_converted_onnx
 from urcdc_model.deploy.sources import (FALLBACK_INPUT_SIZE, ModelSource, check_input_size, checkpoint_input_size,
                                         onnx_run_size)
-from urcdc_model.deploy.tensorrt import cached_engine_build, read_engine_metadata
+from urcdc_model.deploy.tensorrt import cached_engine_build, read_engine_metadata, tensorrt_opset
 from urcdc_model.inference import flip_blend_array
 from urcdc_model.preprocessing import normalize_rgb_array
 
@@ -76,6 +78,8 @@ class DepthRuntime:
         self.max_depth = float(max_depth)
         self.device = device
         self.precision = precision
+        # On CUDA, resize/normalise and the way back run on the GPU for backends that take device tensors.
+        self._device_io = DeviceFrameIO(device) if device == "cuda" else None
 
     @classmethod
     def from_path(cls, path: str | Path, backend: str = "auto", device: str = "cpu", precision: str = "fp32",
@@ -89,7 +93,9 @@ class DepthRuntime:
             path: a checkpoint (.safetensors, official .ckpt), "default", an exported .onnx or a TensorRT engine.
             backend: "auto" (fastest available) | "torch" | "onnxruntime" | "tensorrt".
             device: "cpu" | "cuda".
-            precision: "fp32" | "fp16" (GPU) | "int8" (TensorRT, calibrated at build time).
+            precision: "fp32" | "fp16" | "int8". An exported FP16/INT8 .onnx runs at its own precision;
+                from a checkpoint or FP32 .onnx, fp16 is derived (and cached), int8 needs the calibrated
+                Q/DQ .onnx from ``python -m urcdc_model.export --precision int8 --calib-images DIR``.
             input_size: pin the network to this (height, width) for every frame (frames are fitted
                 into it); default: the network size follows the camera (checkpoints, dynamic ONNX).
             max_depth: override the model's max depth in metres (checkpoints only).
@@ -103,7 +109,12 @@ class DepthRuntime:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got '{precision}'")
         source = ModelSource.resolve(path)
-        chosen = choose_backend(backend, device, source.kind)
+        try:
+            chosen = choose_backend(backend, device, source.kind)
+        except BackendUnavailableError:
+            if source.kind == "onnx":
+                read_onnx_metadata(source.path)  # a bad file is the first thing to fix: say so (ModelFileError)
+            raise
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if input_size is not None:
             input_size = check_input_size(input_size)
@@ -146,13 +157,18 @@ class DepthRuntime:
             engine = TorchBackend(deploy, device, precision)
             return cls(lambda size: engine, "torch", canonical, max_depth_m, device, precision, input_size, max_pixels)
 
+        if backend == "onnxruntime" and precision == "int8":
+            raise _int8_needs_calibration()
+        opset = tensorrt_opset() if backend == "tensorrt" else ONNX_OPSET
+
         def engine_for_size(size: tuple[int, int]) -> Backend:
             onnx_path = cached_onnx_export(deploy, checkpoint_path=path, height=size[0], width=size[1],
-                                           max_depth=max_depth_m, cache_dir=cache,
+                                           max_depth=max_depth_m, cache_dir=cache, opset=opset,
                                            metadata={"urcdc.train_height": canonical.train_size[0],
                                                      "urcdc.train_width": canonical.train_size[1],
                                                      "urcdc.canonical_focal_px": canonical.focal_px})
             if backend == "onnxruntime":
+                onnx_path = _onnxruntime_model(onnx_path, "fp32", precision, cache, size)
                 return OnnxRuntimeBackend(onnx_path, device, precision, cache, num_threads)
             engine_path = cached_engine_build(onnx_path, height=size[0], width=size[1], precision=precision,
                                               max_depth=max_depth_m, cache_dir=cache)
@@ -168,7 +184,13 @@ class DepthRuntime:
         static = onnx_run_size(meta, input_size, path) if meta["height"] is not None else None
         network_size = static or input_size
         canonical = _canonical(meta, _train_size(meta, static), meta["max_depth"], False, canonical_focal_px)
+        if meta["precision"] != "fp32":
+            if precision not in ("fp32", meta["precision"]):  # fp32 is the default: "not asked"
+                raise ValueError(f"{path} is a {meta['precision']} model; precision='{precision}' was asked "
+                                 "(pass the FP32 export to run another precision)")
+            precision = meta["precision"]
         if backend == "onnxruntime":
+            path = _onnxruntime_model(path, meta["precision"], precision, cache, network_size or canonical.train_size)
             session = OnnxRuntimeBackend(path, device, precision, cache, num_threads)
             return cls(lambda size: session, backend, canonical, meta["max_depth"], device, precision,
                        network_size, max_pixels)
@@ -238,8 +260,12 @@ class DepthRuntime:
         Raises:
             ValueError: not a uint8 RGB image, or intrinsics that cannot describe this frame.
         """
-        image, plan = self.preprocess(rgb_uint8_hwc, intrinsics)
+        _check_rgb(rgb_uint8_hwc)
+        plan = self.plan(rgb_uint8_hwc.shape[:2], intrinsics)
         engine = self._engine(plan.network_hw)
+        if self._device_io is not None and hasattr(engine, "run_tensor"):
+            return self._device_io.infer(engine.run_tensor, rgb_uint8_hwc, plan, self.max_depth, flip_tta)
+        image = normalize_rgb_array(plan.image_to_network(rgb_uint8_hwc))[None]
         depth_m, uncertainty_m = engine.run(image)
         if flip_tta:
             depth_flip, uncertainty_flip = engine.run(np.ascontiguousarray(image[..., ::-1]))
@@ -273,6 +299,24 @@ def _check_rgb(rgb: np.ndarray) -> None:
         shape = getattr(rgb, "shape", None)
         dtype = getattr(rgb, "dtype", type(rgb).__name__)
         raise ValueError(f"infer() expects an RGB image as a uint8 numpy array H×W×3, got shape {shape} dtype {dtype}")
+
+
+def _onnxruntime_model(onnx_path: Path, file_precision: str, precision: str, cache: Path,
+                       size: tuple[int, int]) -> Path:
+    """The ONNX onnxruntime runs for ``precision``: the file itself, or its cached FP16 conversion
+    (verified at ``size``)."""
+    if precision == file_precision:
+        return onnx_path
+    if precision == "fp16":
+        return cached_converted_onnx(onnx_path, "fp16", cache, size)
+    raise _int8_needs_calibration()
+
+
+def _int8_needs_calibration() -> BackendUnavailableError:
+    return BackendUnavailableError(
+        "precision='int8' runs a Q/DQ ONNX calibrated on your camera's images: `python -m urcdc_model.export "
+        "--checkpoint CKPT --format onnx --precision int8 --calib-images DIR --output model_int8.onnx`, then "
+        "DepthRuntime.from_path('model_int8.onnx', backend='onnxruntime')")
 
 
 def _train_size(meta: dict, fallback: tuple[int, int] | None) -> tuple[int, int] | None:

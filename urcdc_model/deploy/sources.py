@@ -5,6 +5,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from urcdc_model.deploy.errors import MODEL_FILE_HINT, ModelFileNotFoundError
+
 LOG = logging.getLogger(__name__)
 
 # The KITTI Eigen-crop size, used only when a checkpoint does not record its training size.
@@ -23,18 +25,12 @@ class ModelSource:
     @classmethod
     def resolve(cls, path: str | Path) -> "ModelSource":
         if str(path) == "default":
-            from urcdc_model.checkpoints import DEFAULT_CHECKPOINT
+            from urcdc_model.checkpoints import resolve_checkpoint
 
-            resolved = Path(DEFAULT_CHECKPOINT)
-            if not resolved.is_file():
-                raise FileNotFoundError(
-                    f"the default model {resolved} is not there yet (it is produced by training); "
-                    "pass a checkpoint path instead")
-            return cls(resolved, "checkpoint")
+            return cls(resolve_checkpoint("default"), "checkpoint")
         resolved = Path(path).expanduser()
         if not resolved.is_file():
-            raise FileNotFoundError(f"model file not found: {resolved} (give a .safetensors/.ckpt checkpoint, "
-                                    "an .onnx from `python -m urcdc_model.export`, a TensorRT .engine, or 'default')")
+            raise ModelFileNotFoundError(f"{resolved}: model file not found; {MODEL_FILE_HINT}")
         suffix = resolved.suffix.lower()
         if suffix in ONNX_SUFFIXES:
             return cls(resolved, "onnx")

@@ -75,7 +75,7 @@ def safetensors_mb(variant: str, with_cnn: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m urcdc_model.models.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", default="nano", help="model variant to measure")
     parser.add_argument("--height", type=int, default=176, help="input height in pixels")
     parser.add_argument("--width", type=int, default=576, help="input width in pixels")

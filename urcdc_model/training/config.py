@@ -69,10 +69,30 @@ class DataSection:
     filenames_file_eval: str = ""
     use_right: bool = False               # kitti: train on the right camera (image_03) for half the samples
     num_workers: int = 0                  # DataLoader workers per process
+    # Camera geometry (urcdc_model.deploy.geometry): "fixed" = frames at height x width, no plan (the
+    # KITTI-camera-only default of before); "canonical" = every frame through the inference plan with
+    # its own camera (synthetic: KITTI/NYU-like at random render sizes; real data: the split's focal);
+    # "random" = synthetic frames from random cameras (urcdc_model.data.cameras), then the plan.
+    cameras: str = "fixed"
+    canonical_focal_px: float = 0.0       # focal (px) at height x width; 0 = the dataset's camera at that width
+    base_camera_fraction: float = 0.2     # random: share of frames from the dataset's own camera
+    render_scale_range: list[float] = field(default_factory=lambda: [0.7, 2.5])  # rendered / network size
+    window_sizes: list[list[int]] = field(default_factory=list)  # training windows [h, w], one per batch;
+    #                                       [] = [[height, width]]; only with cameras canonical / random
 
     def __post_init__(self):
         if self.dataset not in ("synthetic", "kitti", "nyu"):
             raise ValueError(f"dataset must be synthetic, kitti or nyu, got {self.dataset!r}")
+        if self.cameras not in ("fixed", "canonical", "random"):
+            raise ValueError(f"cameras must be fixed, canonical or random, got {self.cameras!r}")
+        if self.cameras == "random" and self.dataset != "synthetic":
+            raise ValueError("cameras: random renders synthetic frames; real data uses 'canonical'")
+        if self.canonical_focal_px < 0:
+            raise ValueError(f"canonical_focal_px must be >= 0 (0 = default), got {self.canonical_focal_px}")
+        for window in self.window_sizes:
+            if len(window) != 2 or min(window) < 32 or any(int(v) % 8 for v in window):
+                raise ValueError(f"window_sizes entries must be [height, width], multiples of 8 and >= 32, "
+                                 f"got {window}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"height/width must be >= 32 pixels, got {self.height}x{self.width}")
 

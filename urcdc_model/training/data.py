@@ -12,9 +12,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, default_collate
 
 from urcdc_model.data.transforms import AugmentConfig
+from urcdc_model.deploy.geometry import KITTI_FOCAL_PX, NYU_FOCAL_PX, CanonicalCamera
 
 from .config import DataSection
 
@@ -63,6 +64,56 @@ class ResumableDistributedSampler(DistributedSampler):
         return self.num_samples - self.start_index
 
 
+def canonical_camera(data: DataSection) -> CanonicalCamera:
+    """The camera whose metric scale the network learns: focal at the training input size.
+
+    Default: the dataset's camera (KITTI for street/kitti, NYU for indoor/nyu) resized to the training
+    width, which is what "fixed" training shows the network, so the two modes share one scale."""
+    focal_px = data.canonical_focal_px
+    if not focal_px:
+        indoor = data.dataset == "nyu" or (data.dataset == "synthetic" and data.kind == "indoor")
+        focal_px = (NYU_FOCAL_PX / 640.0 if indoor else KITTI_FOCAL_PX / 1242.0) * data.width
+    return CanonicalCamera(float(focal_px), (data.height, data.width))
+
+
+def _window_origin(size: int, window: int) -> int:
+    """Random window start along one axis (the window is never larger than the sample)."""
+    return int(torch.randint(0, size - window + 1, ()))
+
+
+class WindowCollate:
+    """Batches network-size samples of different sizes: one training window per batch, random place.
+
+    Varying the window between batches shows the network the input sizes and aspect ratios inference
+    gives it (the PSP head pools globally, and a network trained only at one size is biased at others).
+    The window shrinks to the smallest sample of the batch instead of padding it: inference pads at
+    most stride − 1 pixels, so large padded areas would be a kind of input it never sees. Windows of
+    more than ``max_batch_pixels`` / batch pixels keep fewer samples (at least one), so a step costs
+    about the same at every window size.
+    """
+
+    def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None):
+        if not window_sizes:
+            raise ValueError("WindowCollate needs at least one window size")
+        self.window_sizes = [(int(h), int(w)) for h, w in window_sizes]
+        self.max_batch_pixels = max_batch_pixels
+
+    def __call__(self, samples: list[dict]) -> dict:
+        height, width = self.window_sizes[int(torch.randint(0, len(self.window_sizes), ()))]
+        if self.max_batch_pixels:
+            samples = samples[:max(1, self.max_batch_pixels // (height * width))]
+        height = min([height] + [sample["image"].shape[1] for sample in samples])
+        width = min([width] + [sample["image"].shape[2] for sample in samples])
+        batch = []
+        for sample in samples:
+            top = _window_origin(sample["image"].shape[1], height)
+            left = _window_origin(sample["image"].shape[2], width)
+            window = (slice(None), slice(top, top + height), slice(left, left + width))
+            batch.append({key: value[window] if key in ("image", "image_cnn", "depth") else value
+                          for key, value in sample.items()})
+        return default_collate(batch)
+
+
 def _augment_config(data: DataSection) -> AugmentConfig:
     brightness = (0.9, 1.1) if data.kind == "street" or data.dataset == "kitti" else (0.75, 1.25)
     return AugmentConfig(rotate_max_deg=data.rotate_max_deg, crop_height=None, crop_width=None,
@@ -79,10 +130,20 @@ def build_datasets(data: DataSection, max_depth_m: float, source: str = "config"
             raise ValueError(f"{source}: data.train_samples / val_seed overlap: training seeds are "
                              f"[0, {data.train_samples}), validation [{data.val_seed}, "
                              f"{data.val_seed + data.val_samples}), test seeds start at {HELD_OUT_SEED}")
+        canonical = cameras = None
+        if data.cameras != "fixed":
+            from urcdc_model.data.cameras import CameraSampling
+
+            canonical = canonical_camera(data)
+            cameras = CameraSampling(render_scale_range=tuple(data.render_scale_range),
+                                     base_camera_fraction=1.0 if data.cameras == "canonical"
+                                     else data.base_camera_fraction)
         train = SyntheticDepthDataset(data.train_samples, kind=data.kind, height=data.height, width=data.width,
-                                      seed=0, train=True, max_depth_m=max_depth_m, augment=_augment_config(data))
+                                      seed=0, train=True, max_depth_m=max_depth_m, augment=_augment_config(data),
+                                      canonical=canonical, cameras=cameras)
         val = SyntheticDepthDataset(data.val_samples, kind=data.kind, height=data.height, width=data.width,
-                                    seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True)
+                                    seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True,
+                                    canonical=canonical, cameras=cameras)
         return train, val
     return _build_real_datasets(data, source)
 
@@ -98,4 +159,4 @@ def _build_real_datasets(data: DataSection, source: str) -> tuple[Dataset, Datas
         raise NotImplementedError(
             f"{source}: dataset '{data.dataset}' needs urcdc_model.data.depth_datasets (KITTI/NYU loaders), "
             f"which this checkout does not have ({exc}); train on 'synthetic' meanwhile") from exc
-    return depth_datasets.build_train_eval(data)
+    return depth_datasets.build_train_eval(data, canonical_camera(data) if data.cameras == "canonical" else None)

@@ -1,0 +1,110 @@
+"""Camera-augmented training data: random cameras, the inference plan applied to training frames, windows."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from urcdc_model.data.cameras import CameraSampling, draw_camera, frame_to_network
+from urcdc_model.data.kitti import KittiDepthDataset
+from urcdc_model.data.synthetic import SyntheticDepthDataset
+from urcdc_model.data.transforms import normalize_image
+from urcdc_model.deploy.geometry import KITTI_FOCAL_PX, CanonicalCamera, plan_input
+from urcdc_model.training.data import WindowCollate
+
+CANONICAL = CanonicalCamera(KITTI_FOCAL_PX * 320 / 1242, (96, 320))
+
+
+def test_random_cameras_stay_in_their_ranges():
+    sampling = CameraSampling()
+    rng = np.random.default_rng(0)
+    focal_ratios, aspects, render_scales, depth_scales = [], [], [], []
+    for _ in range(300):
+        (height, width), k = draw_camera(rng, CANONICAL, sampling)
+        focal_ratios.append(k[0, 0] * CANONICAL.train_size[1] / width / CANONICAL.focal_px)
+        aspects.append(width / height)
+        assert k[0, 0] == k[1, 1]
+        assert abs(k[0, 2] - (width - 1) / 2) <= 0.03 * width and abs(k[1, 2] - (height - 1) / 2) <= 0.03 * height
+        plan = plan_input((height, width), CANONICAL, k)
+        render_scales.append(np.sqrt(height * width / (plan.resized_hw[0] * plan.resized_hw[1])))
+        depth_scales.append(plan.depth_scale)
+    assert 0.4 <= min(focal_ratios) < 0.5 and 2.5 < max(focal_ratios) <= 3.0
+    assert 1.3 - 0.05 <= min(aspects) < 1.45 and 3.2 < max(aspects) <= 3.4 + 0.1   # height is rounded
+    assert 0.7 * 0.9 <= min(render_scales) < 0.85 and 2.0 < max(render_scales) <= 2.5 * 1.1
+    # the compute budget (shrinks: depth scale < 1) and the minimum side (enlarges: > 1) are both exercised
+    assert min(depth_scales) < 0.9 and max(depth_scales) > 1.1
+
+
+def test_dataset_sample_is_the_inference_plan_of_the_rendered_frame():
+    dataset = SyntheticDepthDataset(6, seed=10, train=False, canonical=CANONICAL, cameras=CameraSampling(),
+                                    cache_frames=True)
+    sizes = set()
+    for index in range(len(dataset)):
+        frame = dataset.frame(index)
+        sample = dataset[index]
+        plan = plan_input(frame.rgb.shape[:2], CANONICAL, frame.intrinsics)
+        expected = normalize_image(plan.image_to_network(frame.rgb).astype(np.float32) / 255.0)
+        assert torch.equal(sample["image"], expected)
+        expected_depth = np.minimum(plan.depth_to_network(frame.depth_m), 80.0)
+        np.testing.assert_array_equal(sample["depth"][0].numpy(), expected_depth)
+        assert sample["focal"] == pytest.approx(plan.network_intrinsics[0, 0])
+        sizes.add(frame.rgb.shape[:2])
+    assert len(sizes) == len(dataset)                 # every sample its own camera
+
+
+def test_depth_labels_are_divided_by_the_depth_scale_and_clipped():
+    # A wide camera whose canonical resize breaks the compute budget: the plan shrinks it (t < 1).
+    height, width = 375, 1242
+    k = np.array([[200.0, 0, 620.5], [0, 200.0, 187.0], [0, 0, 1]])
+    depth_m = np.full((height, width), 10.0, np.float32)
+    depth_m[:100] = 80.0                              # sky
+    rgb = np.zeros((height, width, 3), np.uint8)
+    plan = plan_input((height, width), CANONICAL, k)
+    assert plan.depth_scale < 0.95
+    image, labels, focal = frame_to_network(rgb, depth_m, k, CANONICAL, max_depth_m=80.0)
+    assert image.shape[:2] == labels.shape == plan.network_hw
+    inside = plan.crop_padding(labels)
+    assert np.isclose(inside, 10.0 / plan.depth_scale).mean() > 0.5
+    assert inside.max() == 80.0                       # sky clipped to what the network can output
+    top, left, bottom, right = plan.pad_tlbr
+    assert (top or bottom or left or right) and not labels[:top].any() and not labels[labels.shape[0] - bottom:].any()
+    assert focal == pytest.approx(CANONICAL.focal_px * plan.depth_scale, rel=0.01)
+
+
+def test_window_collate_crops_one_window_per_batch():
+    def sample(height, width):
+        image = torch.arange(3 * height * width, dtype=torch.float32).reshape(3, height, width)
+        return {"image": image, "image_cnn": image.clone(), "depth": image[:1] + 1, "focal": 1.0}
+
+    torch.manual_seed(0)
+    big = sample(40, 100)
+    batch = WindowCollate([(32, 48)])([big, sample(48, 64)])
+    assert batch["image"].shape == (2, 3, 32, 48) and batch["depth"].shape == (2, 1, 32, 48)
+    found = [(t, l) for t in range(9) for l in range(53)
+             if torch.equal(big["image"][:, t:t + 32, l:l + 48], batch["image"][0])]
+    assert len(found) == 1
+    t, l = found[0]
+    assert torch.equal(batch["depth"][0], big["depth"][:, t:t + 32, l:l + 48])     # labels follow the image
+    # a sample smaller than the window shrinks it (no padding the network would never see at inference)
+    assert WindowCollate([(32, 48)])([big, sample(24, 40)])["image"].shape == (2, 3, 24, 40)
+    # windows over the pixel budget keep fewer samples
+    assert WindowCollate([(32, 48)], max_batch_pixels=2000)([big, big])["image"].shape[0] == 1
+    assert WindowCollate([(32, 48)], max_batch_pixels=4000)([big, big])["image"].shape[0] == 2
+    sizes = {tuple(WindowCollate([(32, 48), (48, 32)])([sample(60, 60)])["image"].shape[2:]) for _ in range(20)}
+    assert sizes == {(32, 48), (48, 32)}
+
+
+def test_kitti_training_frames_go_through_the_plan(tmp_path, shared_data):
+    root = shared_data / "kitti_depth_annotated"
+    focal = json.loads((root / "intrinsics.json").read_text())["fx"]
+    split = tmp_path / "split.txt"
+    split.write_text(f"rgb/0000000050.png depth/0000000050.png {focal}\n")
+    dataset = KittiDepthDataset(root, root, split, mode="train", canonical=CANONICAL)
+    torch.manual_seed(0)
+    sample = dataset[0]
+    plan = plan_input((352, 1216), CANONICAL, np.array([[focal, 0, 607.5], [0, focal, 175.5], [0, 0, 1]]))
+    assert tuple(sample["image"].shape[1:]) == plan.network_hw
+    assert sample["focal"] == pytest.approx(plan.network_intrinsics[0, 0])
+    assert 0.02 < (sample["depth"] > 0).float().mean() < 0.5 and float(sample["depth"].max()) <= 80.0
