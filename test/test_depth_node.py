@@ -213,6 +213,12 @@ def test_missing_camera_info_publishes_depth_but_no_cloud(probe_a, kitti):
     probe_a.spin_until(lambda: False, 1.0)
     assert not probe_a.outputs_for(stamp, "points") and not probe_a.outputs_for(stamp, "depth/camera_info")
 
+    def says_fallback():  # depth without the camera's K is not metric for it: /diagnostics says so
+        statuses = [s for d in probe_a.diagnostics for s in d.status if "/a/depth_node" in s.name]
+        return statuses and {kv.key: kv.value for kv in statuses[-1].values}.get("intrinsics") == "fallback" \
+            and "fallback field of view" in statuses[-1].message
+    assert probe_a.spin_until(says_fallback, 5.0)
+
 
 @pytest.mark.parametrize("reliable", [False, True], ids=["best_effort", "reliable"])
 def test_kitti_frames_give_depth_uncertainty_info_and_a_matching_cloud(probe_a, kitti, reliable):
