@@ -120,6 +120,9 @@ class OnnxRuntimeBackend:
         # Default: one intra-op thread per core; inter-op stays 1 for the same reason.
         options.intra_op_num_threads = num_threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of busy-waiting: on few cores the spin took the CPU the ROS node needs
+        # to publish after each frame (node - model 20-50 ms with it, 8-10 ms without; docs/BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = onnxruntime_providers(device, precision, cache_dir)
         self.session = open_onnxruntime_session(onnx_path, options, providers)
         names = [o.name for o in self.session.get_outputs()]
