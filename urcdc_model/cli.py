@@ -165,13 +165,30 @@ def print_error(error: BaseException | str) -> int:
 PROGRESS_LOGGERS = ("urcdc_model.deploy.onnx_export", "urcdc_model.deploy.tensorrt")
 
 
+class StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever ``sys.stderr`` is when a record is emitted, not when the handler was
+    made: a caller that redirects stderr later (tests, notebooks, a wrapper) still gets the lines, and a
+    closed earlier stream is never written to."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
+        pass
+
+
 def show_progress_logs(enabled: bool = True) -> None:
     """Show the INFO lines of slow first-use steps (ONNX export, engine build) on stderr, without timestamps."""
     for name in PROGRESS_LOGGERS if enabled else ():
         logger = logging.getLogger(name)
         if any(getattr(h, "_urcdc_progress", False) for h in logger.handlers):
             continue
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._urcdc_progress = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

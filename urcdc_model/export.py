@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: errors a user can fix (paths, missing packages, bad checkpoints) print one line, exit 2;
     a model outside its verification budget prints one line and exits 1 (nothing written)."""
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.no_progress else logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.no_progress else logging.INFO, format="%(message)s",
+                        handlers=[cli.StderrHandler()])
     try:
         return run_export(args)
     except ExportVerificationError as error:
