@@ -140,7 +140,10 @@ def test_outside_the_budget_nothing_is_written(monkeypatch, calib_dir, tmp_path,
     refused with one line naming the worst image, no file left behind."""
     monkeypatch.setitem(precision_mod.BUDGETS, "int8", precision_mod.ErrorBudget(1e-9, 1e-9, 1e-9))
     out = tmp_path / "out" / "refused.onnx"
-    rc = _export(out, "--int8", "--calib-images", str(calib_dir))
+    from urcdc_model import cli
+
+    cli.show_progress_logs()  # as an earlier tool in the same process may have: --no-progress must still win
+    rc = _export(out, "--int8", "--calib-images", str(calib_dir), "--no-progress")
     err = capsys.readouterr().err
     assert rc == 1 and "outside the int8 error budget" in err and "street_" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -183,16 +183,17 @@ class StderrHandler(logging.StreamHandler):
 
 
 def show_progress_logs(enabled: bool = True) -> None:
-    """Show the INFO lines of slow first-use steps (ONNX export, engine build) on stderr, without timestamps."""
-    for name in PROGRESS_LOGGERS if enabled else ():
+    """Show the INFO lines of slow first-use steps (ONNX export, engine build) on stderr, without timestamps;
+    ``enabled=False`` turns them off again (a process may run several tools, each with its own choice)."""
+    for name in PROGRESS_LOGGERS:
         logger = logging.getLogger(name)
-        if any(getattr(h, "_urcdc_progress", False) for h in logger.handlers):
-            continue
-        handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._urcdc_progress = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        ours = any(getattr(h, "_urcdc_progress", False) for h in logger.handlers)
+        if enabled and not ours:
+            handler = StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler._urcdc_progress = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO if enabled else logging.WARNING)
 
 
 def progress(items: Iterable[T], total: int | None = None, desc: str = "", enabled: bool = True,

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.no_progress else logging.INFO, format="%(message)s",
                         handlers=[cli.StderrHandler()])
+    cli.show_progress_logs(not args.no_progress)  # the export's own stages, even if an earlier tool set them
     try:
         return run_export(args)
     except ExportVerificationError as error:
