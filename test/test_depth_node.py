@@ -454,8 +454,11 @@ def test_default_model_is_the_embedded_one(kitti, tmp_path):
     probe = Probe("/d")
     try:
         probe.wait_connected(process, log)
-        probe.info_pub.publish(camera_info_msg(meta))
-        probe.spin_until(lambda: False, 0.3)
+        # camera_info is best effort here, as from a camera driver, which sends it with every frame: one
+        # lost copy would leave the node on the fallback field of view (no cloud), so send a few
+        for _ in range(3):
+            probe.info_pub.publish(camera_info_msg(meta))
+            probe.spin_until(lambda: False, 0.15)
         stamp = probe.next_stamp()
         probe.image_pub.publish(rgb8_msg(frames[0], stamp))
         depth = image_to_array(probe.wait_output(stamp, "depth", timeout_s=60.0))

@@ -99,7 +99,7 @@ def test_model_on_held_out_synthetic_scenes(tmp_path, capsys):
     cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False)
     checkpoint = save_model(tmp_path / "nano.safetensors", URCDCDepth(cfg), cfg,
                             meta={"input_height": 64, "input_width": 192})
-    metrics = run(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--num-frames", "2", "--no-flip-tta"],
+    metrics = run(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--frames", "2", "--no-flip-tta"],
                   tmp_path, capsys)
     assert all(math.isfinite(v) for v in metrics.values())
     assert 0 <= metrics["d1"] <= metrics["d2"] <= metrics["d3"] <= 1
@@ -178,7 +178,7 @@ def test_multi_camera_benchmark_cli_prints_and_writes_the_table(tmp_path, capsys
                BenchmarkCamera("strip", 75, 256, 150.0))
     monkeypatch.setattr(camera_benchmark, "CAMERAS", cameras)
     out_json, out_md = tmp_path / "cams.json", tmp_path / "cams.md"
-    assert main(["--checkpoint", "default", "--dataset", "synthetic", "--cameras", "multi", "--num-frames", "1",
+    assert main(["--checkpoint", "default", "--dataset", "synthetic", "--cameras", "multi", "--frames", "1",
                  "--no-flip-tta", "--json", str(out_json), "--markdown", str(out_md)]) == 0
     captured = capsys.readouterr()
     progress = [line for line in captured.err.splitlines() if line.startswith("[")]

@@ -145,9 +145,9 @@ projection_matrix:
   data: [{fx!r}, 0, {cx!r}, 0, 0, {fy!r}, {cy!r}, 0, 0, 0, 1, 0]
 """)
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
-    assert main(["--image", str(path), "--output", str(a), "--no-flip", "--camera-info", str(info)]) == 0
+    assert main(["--image", str(path), "--output", str(a), "--no-flip-tta", "--camera-info", str(info)]) == 0
     assert "projection_matrix" in capsys.readouterr().out
-    assert main(["--image", str(path), "--output", str(b), "--no-flip", *_intrinsics_args(k)]) == 0
+    assert main(["--image", str(path), "--output", str(b), "--no-flip-tta", *_intrinsics_args(k)]) == 0
     np.testing.assert_array_equal(np.load(a), np.load(b))
 
     wrong_size = tmp_path / "small.yaml"
@@ -160,7 +160,7 @@ projection_matrix:
 def test_without_intrinsics_the_fallback_is_said_in_one_line(tmp_path, kitti_sample, default_runtime, capsys):
     path, rgb, _, _ = kitti_sample
     out = tmp_path / "d.npy"
-    assert main(["--image", str(path), "--output", str(out), "--no-flip"]) == 0
+    assert main(["--image", str(path), "--output", str(out), "--no-flip-tta"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("predict:")]
     assert len(lines) == 1 and "no --intrinsics/--camera-info" in lines[0] and "721.5 px" in lines[0]
     np.testing.assert_allclose(np.load(out), default_runtime.infer(rgb)[0], rtol=1e-5, atol=1e-5)
