@@ -54,8 +54,10 @@ def test_first_use_export_announces_size_and_time(tmp_path, monkeypatch, caplog)
     assert caplog.text == ""  # cached: nothing to announce
 
 
-def test_node_forwards_progress_lines_to_its_ros_log():
-    from urcdc_ros.depth_node import _ForwardToRosLogger
+def test_node_forwards_progress_lines_to_its_ros_log_while_attached():
+    """Attached for the node's lifetime (a new camera size mid-stream exports a model: the user must see
+    why that frame is late), removed with the node, and the logger's level restored."""
+    from urcdc_ros.depth_node import ProgressForwarding
 
     class RosLogger:
         def __init__(self):
@@ -69,17 +71,17 @@ def test_node_forwards_progress_lines_to_its_ros_log():
 
     ros = RosLogger()
     logger = logging.getLogger("urcdc_model.deploy.onnx_export")
-    handler = _ForwardToRosLogger(ros)
-    logger.addHandler(handler)
     old_level = logger.level
-    logger.setLevel(logging.INFO)
+    forwarding = ProgressForwarding(ros)
+    forwarding.attach()
     try:
         logger.info("first use of %s", "x.safetensors")
         logger.warning("slow")
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+        forwarding.detach()
+    logger.warning("after the node is gone")
     assert ros.lines == [("info", "first use of x.safetensors"), ("warning", "slow")]
+    assert logger.level == old_level
 
 
 @pytest.mark.parametrize("launched, expected", [(False, "Add --launch-node"), (True, "node log: n.log")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import importlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -178,6 +179,8 @@ def test_node_on_a_real_frame_with_humble_messages_and_executor(humble_messages,
     node = DepthNode(context=context, namespace="/humble", parameter_overrides=[
         Parameter("model", value=str(nano_checkpoint)), Parameter("backend", value="torch"),
         Parameter("num_threads", value=1)])
+    # a new camera size mid-stream exports a model (seconds): that line must reach the node's ROS log
+    assert forwards_progress_to_ros()
     probe = rclpy.create_node("probe", namespace="/humble", context=context)
     received: dict[str, list] = {topic: [] for topic in OUTPUTS}
     for topic, msg_type in OUTPUTS.items():
@@ -230,6 +233,14 @@ def test_node_on_a_real_frame_with_humble_messages_and_executor(humble_messages,
         executor.shutdown()
         node.destroy_node()
         probe.destroy_node()
+    assert not forwards_progress_to_ros()
+
+
+def forwards_progress_to_ros() -> bool:
+    from urcdc_ros.depth_node import _ForwardToRosLogger
+
+    handlers = logging.getLogger("urcdc_model.deploy.onnx_export").handlers
+    return any(isinstance(handler, _ForwardToRosLogger) for handler in handlers)
 
 
 VERMIN_ARGS = ["-t=3.10-", "--no-tips", "--violations", "--eval-annotations",

@@ -57,16 +57,9 @@ class StartupError(RuntimeError):
 
 def load_runtime(params: DepthNodeParams) -> Any:
     """The DepthRuntime for ``params``; any failure becomes a one-line StartupError naming the model and the fix."""
-    from urcdc_model.cli import PROGRESS_LOGGERS
     from urcdc_model.deploy.errors import BackendUnavailableError, ModelFileError, one_line
     from urcdc_model.deploy.runtime import DepthRuntime
 
-    # A first-use ONNX export or engine build (seconds to minutes) announces itself at INFO: show it in the node's log.
-    announce = _ForwardToRosLogger(rclpy.logging.get_logger("depth_node"))
-    progress_loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
-    for logger in progress_loggers:
-        logger.addHandler(announce)
-        logger.setLevel(logging.INFO)
     try:
         return DepthRuntime.from_path(params.model, backend=params.backend, device=params.device,
                                       precision=params.precision, input_size=params.input_size,
@@ -76,9 +69,30 @@ def load_runtime(params: DepthNodeParams) -> Any:
     except Exception as error:  # noqa: BLE001 - every loader failure must reach the user as one clear line
         raise StartupError(f"cannot load model '{params.model}' (backend={params.backend}, device={params.device}): "
                            f"{type(error).__name__}: {one_line(error)}") from error
-    finally:
-        for logger in progress_loggers:
-            logger.removeHandler(announce)
+
+
+class ProgressForwarding:
+    """The library's progress lines (a first-use ONNX export or engine build: seconds to minutes) in the
+    node's ROS log, at start-up and when a new camera size needs a new export mid-stream."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        from urcdc_model.cli import PROGRESS_LOGGERS
+
+        self._handler = _ForwardToRosLogger(ros_logger)
+        self._loggers = [logging.getLogger(name) for name in PROGRESS_LOGGERS]
+        self._levels: list[int] = []
+
+    def attach(self) -> None:
+        self._levels = [logger.level for logger in self._loggers]
+        for logger in self._loggers:
+            logger.addHandler(self._handler)
+            logger.setLevel(logging.INFO)
+
+    def detach(self) -> None:
+        for logger, level in zip(self._loggers, self._levels):
+            logger.removeHandler(self._handler)
+            logger.setLevel(level)
+        self._levels = []
 
 
 class _ForwardToRosLogger(logging.Handler):
@@ -132,7 +146,13 @@ class DepthNode(Node):
         except ParameterError as error:
             raise StartupError(f"invalid parameters: {error}") from error
         params = self._params
-        self._runtime = load_runtime(params)
+        self._progress = ProgressForwarding(self.get_logger())
+        self._progress.attach()
+        try:
+            self._runtime = load_runtime(params)
+        except StartupError:
+            self._progress.detach()
+            raise
         self.get_logger().info(f"model '{params.model}': {self._runtime!r}")
 
         input_qos = qos_profile_sensor_data if params.input_qos == "sensor_data" else RELIABLE_QOS
@@ -360,6 +380,7 @@ class DepthNode(Node):
         self._frame_ready.set()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self._progress.detach()
         super().destroy_node()
 
 
