@@ -312,7 +312,7 @@ def test_cli_writes_report_with_dgr_comparison(tmp_path):
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
     from urcdc_model.analysis.__main__ import main
 
-    assert main(["--checkpoint", "default", "--images", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 2
+    assert main(["--checkpoint", "default", "--images", str(tmp_path / "missing"), "--output", str(tmp_path)]) == 1
     assert "missing: no such file or directory" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):

@@ -185,7 +185,7 @@ def test_every_cli_reports_a_bad_model_file_in_one_line(bad_files, cli_name, tmp
         code = main(argv(bad_files[case]))
         err = capsys.readouterr().err
         error_lines = [line for line in err.splitlines() if line.startswith("error:")]
-        assert code != 0, f"{cli_name} {case}: exit 0\n{err}"
+        assert code == 1, f"{cli_name} {case}: exit {code}, not 1 (every CLI: 1 = failed, 2 = bad arguments)\n{err}"
         assert len(error_lines) == 1 and len(err.strip().splitlines()) == 1, f"{cli_name} {case}:\n{err}"
         check_one_line(error_lines[0], bad_files[case])
 

@@ -174,7 +174,7 @@ def test_static_export_is_constant_folded(tmp_path):
 def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     rc = main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--output", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
-    assert rc == 2 and "missing.safetensors" in err and "Traceback" not in err
+    assert rc == 1 and "missing.safetensors" in err and "Traceback" not in err
 
 
 def test_mask_upsampling_and_position_embedding_export_with_parity(tmp_path):

@@ -103,12 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.show_progress_logs(not args.no_progress)  # the export's own stages, even if an earlier tool set them
     try:
         return run_export(args)
-    except ExportVerificationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, BackendUnavailableError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (ExportVerificationError, FileNotFoundError, BackendUnavailableError, ValueError, RuntimeError) as error:
+        return cli.print_error(error)
 
 
 def run_export(args: argparse.Namespace) -> int:

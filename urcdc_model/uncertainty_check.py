@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime = DepthRuntime.from_path(args.checkpoint, backend=args.backend, device=args.device)
     except (FileNotFoundError, ValueError, RuntimeError, *cli.USER_ERRORS) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.print_error(error)
     bins, rho = calibration_table(runtime, args.frames, args.bins)
     print(f"{args.checkpoint} on {runtime.backend}, {args.frames} held-out street frames at "
           f"{runtime.input_size[0]}x{runtime.input_size[1]}:\n")

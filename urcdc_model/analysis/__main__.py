@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_cli(argv)
     except (CheckpointError, FileNotFoundError, ValueError, *cli.USER_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.print_error(exc)
 
 
 def run_cli(argv: list[str] | None = None) -> int:

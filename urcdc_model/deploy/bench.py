@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_bench(args, argv)
     except (FileNotFoundError, ValueError, *cli.USER_ERRORS) as error:  # bad model file or path: one clear line
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.print_error(error)
 
 
 def run_bench(args: argparse.Namespace, argv: list[str] | None) -> int:
