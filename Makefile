@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test clean
 
 # A first setup downloads ~1 GB (torch, ROS wheels) and takes minutes: say what happens and show pip's progress.
 $(VENV)/.installed: setup.py
