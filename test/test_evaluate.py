@@ -76,19 +76,27 @@ def test_kb_cropped_predictions_are_placed_back(shared_data, tmp_path, capsys):
     assert metrics["abs_rel"] == 0
 
 
-def test_directory_errors_name_the_file(shared_data, tmp_path):
+def test_directory_errors_name_the_file(shared_data, tmp_path, capsys):
     gt_dir = shared_data / "kitti_depth_annotated" / "depth"
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     np.save(pred_dir / "0000000005.npy", np.ones((10, 10), np.float32))
-    with pytest.raises(SystemExit, match="no prediction for 2 ground-truth"):
-        main(["--pred-dir", str(pred_dir), "--gt-dir", str(gt_dir), "--dataset", "kitti"])
+    argv = ["--pred-dir", str(pred_dir), "--gt-dir", str(gt_dir), "--dataset", "kitti"]
+    assert "no prediction for 2 ground-truth" in err_of(capsys, argv)
     for frame in KITTI_FRAMES[1:]:
         np.save(pred_dir / f"{frame}.npy", np.ones((375, 1242), np.float32))
-    with pytest.raises(SystemExit, match=r"0000000005.npy: prediction is 10x10 but its ground truth is 375x1242"):
-        main(["--pred-dir", str(pred_dir), "--gt-dir", str(gt_dir), "--dataset", "kitti"])
-    with pytest.raises(SystemExit, match="needs --gt-dir"):
+    assert "0000000005.npy: prediction is 10x10 but its ground truth is 375x1242" in err_of(capsys, argv)
+    with pytest.raises(SystemExit) as usage:   # bad arguments: argparse's exit code 2 and usage line
         main(["--pred-dir", str(pred_dir), "--dataset", "kitti"])
+    assert usage.value.code == 2 and "needs --gt-dir" in capsys.readouterr().err
+
+
+def err_of(capsys, argv) -> str:
+    """The one error line a failing run prints (exit code 1)."""
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
 
 
 def test_model_on_held_out_synthetic_scenes(tmp_path, capsys):
@@ -195,8 +203,9 @@ def test_multi_camera_benchmark_cli_prints_and_writes_the_table(tmp_path, capsys
     assert table.strip().splitlines()[0] in out_md.read_text()
 
 
-def test_multi_camera_benchmark_needs_synthetic_street_scenes(tmp_path):
-    with pytest.raises(SystemExit, match="--cameras multi runs a model"):
-        main(["--checkpoint", "default", "--dataset", "kitti", "--data-root", str(tmp_path), "--cameras", "multi"])
-    with pytest.raises(SystemExit, match="--kind street"):
-        main(["--checkpoint", "default", "--dataset", "synthetic", "--kind", "indoor", "--cameras", "multi"])
+def test_multi_camera_benchmark_needs_synthetic_street_scenes(tmp_path, capsys):
+    for argv, says in ((["--dataset", "kitti", "--data-root", str(tmp_path)], "--cameras multi runs a model"),
+                       (["--dataset", "synthetic", "--kind", "indoor"], "--kind street")):
+        with pytest.raises(SystemExit) as usage:
+            main(["--checkpoint", "default", *argv, "--cameras", "multi"])
+        assert usage.value.code == 2 and says in capsys.readouterr().err

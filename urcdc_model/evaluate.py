@@ -66,7 +66,7 @@ def kitti_split_from_drives(data_root: Path) -> list[SplitEntry]:
         entries.append(SplitEntry(str(image.relative_to(data_root)), str(gt.relative_to(drive.parent)),
                                   focal_by_date[drive.parent], len(entries) + 1))
     if not entries:
-        raise SystemExit(f"{data_root}: no <date>/<drive>_sync/image_02/data/*.png frames with "
+        raise ValueError(f"{data_root}: no <date>/<drive>_sync/image_02/data/*.png frames with "
                          "proj_depth/groundtruth/image_02 ground truth; pass --split FILE")
     return entries
 
@@ -83,13 +83,13 @@ def build_eval_dataset(args, frame_hw: tuple[int, int]):
 
         height, width = frame_hw
         if args.kind == "indoor" and args.camera != "train":
-            raise SystemExit("--camera shifted-* applies to street scenes only")
+            build_parser().error("--camera shifted-* applies to street scenes only")
         camera = {"train": None, "shifted-down": synthetic.STREET_SHIFTED_CAMERA_DOWN,
                   "shifted-up": synthetic.STREET_SHIFTED_CAMERA_UP}[args.camera]
         return synthetic.SyntheticDepthDataset(args.frames, kind=args.kind, height=height, width=width,
                                                seed=synthetic.HELD_OUT_SEED, train=False, camera_range=camera)
     if not args.data_root:
-        raise SystemExit(f"--dataset {args.dataset} needs --data-root (and --split unless it holds KITTI drives)")
+        build_parser().error(f"--dataset {args.dataset} needs --data-root (and --split unless it holds KITTI drives)")
     data_root = Path(args.data_root)
     gt_root = Path(args.gt_path) if args.gt_path else data_root
     if args.dataset == "kitti":
@@ -101,7 +101,7 @@ def build_eval_dataset(args, frame_hw: tuple[int, int]):
     from urcdc_model.data.nyu import NyuDepthDataset
 
     if not args.split:
-        raise SystemExit("--dataset nyu needs --split (the official nyudepthv2_test_files_with_gt.txt)")
+        build_parser().error("--dataset nyu needs --split (the official nyudepthv2_test_files_with_gt.txt)")
     return NyuDepthDataset(data_root, gt_root, args.split, mode="eval")
 
 
@@ -161,7 +161,7 @@ def run_camera_benchmark(args, argv: list[str] | None) -> int:
     from urcdc_model import camera_benchmark
 
     if not args.checkpoint or args.dataset != "synthetic" or args.data_root or args.kind != "street":
-        raise SystemExit("--cameras multi runs a model (--checkpoint) on procedural street scenes: "
+        build_parser().error("--cameras multi runs a model (--checkpoint) on procedural street scenes: "
                          "--dataset synthetic, no --data-root, --kind street")
     runtime = load_runtime(args)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
@@ -188,16 +188,16 @@ def _match_key(path: Path) -> str:
 
 def _index_depth_files(directory: Path, what: str) -> dict[str, Path]:
     if not directory.is_dir():
-        raise SystemExit(f"{directory}: {what} directory not found")
+        raise ValueError(f"{directory}: {what} directory not found")
     files: dict[str, Path] = {}
     for path in sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".png", ".npy")):
         key = _match_key(path)
         if key in files:
-            raise SystemExit(f"{directory}: {files[key]} and {path} share the stem {key!r}; "
+            raise ValueError(f"{directory}: {files[key]} and {path} share the stem {key!r}; "
                              f"put one drive per {what} directory")
         files[key] = path
     if not files:
-        raise SystemExit(f"{directory}: no .png or .npy depth files")
+        raise ValueError(f"{directory}: no .png or .npy depth files")
     return files
 
 
@@ -208,14 +208,14 @@ def read_depth_file(path: Path, depth_scale: float) -> np.ndarray:
     else:
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if raw is None:
-            raise SystemExit(f"{path}: unreadable PNG")
+            raise ValueError(f"{path}: unreadable PNG")
         if raw.dtype != np.uint16 or raw.ndim != 2:
-            raise SystemExit(f"{path}: depth PNG must be single-channel uint16 (metres x {depth_scale:g}), "
+            raise ValueError(f"{path}: depth PNG must be single-channel uint16 (metres x {depth_scale:g}), "
                              f"got {raw.dtype} {raw.shape}")
         depth = raw.astype(np.float32) / np.float32(depth_scale)
     depth = np.asarray(depth, dtype=np.float32).squeeze()
     if depth.ndim != 2:
-        raise SystemExit(f"{path}: expected an H x W depth map, got shape {depth.shape}")
+        raise ValueError(f"{path}: expected an H x W depth map, got shape {depth.shape}")
     return depth
 
 
@@ -228,7 +228,7 @@ def align_prediction(pred: np.ndarray, gt_shape: tuple[int, int], path: Path) ->
         top, left = gt_shape[0] - KB_CROP_HEIGHT, (gt_shape[1] - KB_CROP_WIDTH) // 2
         full[top:top + KB_CROP_HEIGHT, left:left + KB_CROP_WIDTH] = pred
         return full
-    raise SystemExit(f"{path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground truth is "
+    raise ValueError(f"{path}: prediction is {pred.shape[0]}x{pred.shape[1]} but its ground truth is "
                      f"{gt_shape[0]}x{gt_shape[1]}; save predictions at the GT size (or the 352x1216 KB crop)")
 
 
@@ -238,7 +238,7 @@ def evaluate_directories(args) -> tuple[dict[str, float], int]:
     gts = _index_depth_files(Path(args.gt_dir), "ground-truth")
     missing = sorted(set(gts) - set(preds))
     if missing:
-        raise SystemExit(f"{args.pred_dir}: no prediction for {len(missing)} ground-truth file(s), e.g. "
+        raise ValueError(f"{args.pred_dir}: no prediction for {len(missing)} ground-truth file(s), e.g. "
                          f"{gts[missing[0]]} (stem {missing[0]!r})")
     crop = args.crop or depth_metrics.DEFAULT_CROP[args.dataset]
     max_depth = args.max_depth or depth_metrics.MAX_DEPTH_M[args.dataset]
@@ -309,15 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         args.frames = SYNTHETIC_TEST_FRAMES
     if args.pred_dir:
         if not args.gt_dir:
-            raise SystemExit("--pred-dir needs --gt-dir")
+            build_parser().error("--pred-dir needs --gt-dir")
         if args.dataset == "synthetic":
-            raise SystemExit("--pred-dir/--gt-dir scores kitti or nyu style files; use --dataset kitti for drives")
-        results, count = evaluate_directories(args)
-    else:
-        try:
-            results, count = evaluate_model(args)
-        except (FileNotFoundError, ValueError, KeyError, *cli.USER_ERRORS) as exc:  # the message names the file
-            return cli.print_error(exc)
+            build_parser().error("--pred-dir/--gt-dir scores kitti or nyu style files; use --dataset kitti for drives")
+    try:
+        results, count = evaluate_directories(args) if args.pred_dir else evaluate_model(args)
+    except (FileNotFoundError, ValueError, KeyError, *cli.USER_ERRORS) as exc:  # the message names the file
+        return cli.print_error(exc)
     print(f"Computing errors for {count} eval samples")
     print(depth_metrics.format_table(results))
     if args.json:

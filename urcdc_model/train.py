@@ -401,7 +401,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.max_steps is not None and args.max_steps < 1:
-        raise SystemExit("--max-steps must be >= 1")
+        build_parser().error("--max-steps must be >= 1")
     config = TrainConfig.from_yaml(args.config)
     output = Path(args.output) if args.output else Path("runs") / config.name
     command = "python -m urcdc_model.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None
