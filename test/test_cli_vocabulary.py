@@ -24,6 +24,7 @@ CLIS = {
     "urcdc_model.uncertainty_check": "python -m urcdc_model.uncertainty_check",
     "urcdc_model.ablation": "python -m urcdc_model.ablation",
     "urcdc_model.train": "python -m urcdc_model.train",
+    "urcdc_model.average_weights": "python -m urcdc_model.average_weights",
     "urcdc_ros.kitti_to_bag": "python -m urcdc_ros.kitti_to_bag",
     "urcdc_ros.bag_bench": "python -m urcdc_ros.bag_bench",
     "urcdc_ros.demo": "python -m urcdc_ros.demo",
