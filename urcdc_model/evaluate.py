@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera", default="train", choices=("train", "shifted-down", "shifted-up"),
                         help="synthetic camera height/pitch range (shifted = outside the training range)")
     parser.add_argument("--frames", type=int, default=None, metavar="N",
-                        help=f"synthetic: held-out frames to render (default: {SYNTHETIC_TEST_FRAMES}; 6 per camera "
+                        help=f"synthetic: held-out frames to render (default: {SYNTHETIC_TEST_FRAMES}; 40 per camera "
                              "with --cameras multi)")
     cli.hidden_alias(parser, "--num-frames", dest="frames", type=int)
     parser.add_argument("--cameras", default="single", choices=("single", "multi"),

@@ -44,7 +44,10 @@ NYU_TRAIN_SIZE = (480, 640)
 
 DEFAULT_STRIDE = 8           # the network runs at any size; 32 (the official multiple) pads up to 31 rows the model never saw
 DEFAULT_MIN_SIDE = 64        # below this the coarsest feature maps are 2 px: upscale instead
-DEFAULT_BUDGET_FACTOR = 4.0  # max network pixels = this × the training input's pixels
+# Max network pixels = this × the training input's pixels. Measured (docs/BENCHMARKS.md, issue 12): the
+# default model over-estimates depth on inputs over ~2× its training pixels (wide cameras: median
+# pred/GT 1.05–1.12 at 4×, 0.97–0.99 at 2×), and a smaller input is cheaper too.
+DEFAULT_BUDGET_FACTOR = 2.0
 # A principal point further than this (fraction of the frame size) outside the frame is not a
 # calibration of this frame (wrong resolution, or fields swapped).
 PRINCIPAL_POINT_SLACK = 0.5
