@@ -96,6 +96,23 @@ def test_window_collate_crops_one_window_per_batch():
     assert sizes == {(32, 48), (48, 32)}
 
 
+def test_whole_frame_batches_are_the_first_sample_uncropped():
+    """What inference feeds the network for a tall camera (a batch-mate's height never cuts it)."""
+    def sample(height, width):
+        image = torch.rand(3, height, width)
+        return {"image": image, "image_cnn": image.clone(), "depth": image[:1] + 1, "focal": 1.0}
+
+    tall, wide = sample(64, 48), sample(24, 96)
+    torch.manual_seed(0)
+    always = WindowCollate([(32, 32)], whole_frame_fraction=1.0)([tall, wide])
+    assert always["image"].shape == (1, 3, 64, 48) and torch.equal(always["image"][0], tall["image"])
+    assert torch.equal(always["depth"][0], tall["depth"])
+    shapes = [tuple(WindowCollate([(32, 32)], whole_frame_fraction=0.5)([tall, wide])["image"].shape)
+              for _ in range(200)]
+    whole = shapes.count((1, 3, 64, 48))
+    assert 60 < whole < 140 and shapes.count((2, 3, 24, 32)) == 200 - whole
+
+
 def test_kitti_training_frames_go_through_the_plan(tmp_path, shared_data):
     root = shared_data / "kitti_depth_annotated"
     focal = json.loads((root / "intrinsics.json").read_text())["fx"]

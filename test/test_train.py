@@ -109,6 +109,15 @@ def test_camera_augmented_run_trains_on_windows_and_records_the_canonical_camera
     assert (meta["input_height"], meta["input_width"]) == (48, 96) and "cameras: random" in meta["dataset"]
 
 
+def test_whole_frame_batches_reach_the_loader_and_bad_fractions_are_refused(tmp_path):
+    trainer = Trainer(_tiny_config(data={"cameras": "random", "window_sizes": [[32, 32]], "whole_frame_fraction": 1.0}),
+                      tmp_path, progress=False)
+    sizes = {tuple(batch["image"].shape) for batch, _ in zip(trainer.loader, range(4))}
+    assert all(size[0] == 1 and size[2:] != (32, 32) for size in sizes)       # one whole network input each
+    with pytest.raises(ValueError, match="whole_frame_fraction must be within"):
+        _tiny_config(data={"cameras": "random", "whole_frame_fraction": 1.5})
+
+
 def test_fixed_camera_run_records_the_rendered_camera_as_canonical(tmp_path):
     from urcdc_model.data.synthetic import kitti_like_intrinsics
 

@@ -79,6 +79,7 @@ class DataSection:
     render_scale_range: list[float] = field(default_factory=lambda: [0.7, 2.5])  # rendered / network size
     window_sizes: list[list[int]] = field(default_factory=list)  # training windows [h, w], one per batch;
     #                                       [] = [[height, width]]; only with cameras canonical / random
+    whole_frame_fraction: float = 0.0     # share of batches that are one whole network input, as inference sees it
 
     def __post_init__(self):
         if self.dataset not in ("synthetic", "kitti", "nyu"):
@@ -93,6 +94,8 @@ class DataSection:
             if len(window) != 2 or min(window) < 32 or any(int(v) % 8 for v in window):
                 raise ValueError(f"window_sizes entries must be [height, width], multiples of 8 and >= 32, "
                                  f"got {window}")
+        if not 0.0 <= self.whole_frame_fraction <= 1.0:
+            raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"height/width must be >= 32 pixels, got {self.height}x{self.width}")
 

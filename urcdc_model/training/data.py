@@ -90,15 +90,23 @@ class WindowCollate:
     most stride − 1 pixels, so large padded areas would be a kind of input it never sees. Windows of
     more than ``max_batch_pixels`` / batch pixels keep fewer samples (at least one), so a step costs
     about the same at every window size.
+
+    Shrinking to the smallest sample means tall frames are rarely seen whole: a batch-mate from a wide
+    camera cuts them to its height. With ``whole_frame_fraction`` that share of batches is the first
+    sample alone, uncropped: exactly the network input inference gives for that camera.
     """
 
-    def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None):
+    def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None,
+                 whole_frame_fraction: float = 0.0):
         if not window_sizes:
             raise ValueError("WindowCollate needs at least one window size")
         self.window_sizes = [(int(h), int(w)) for h, w in window_sizes]
         self.max_batch_pixels = max_batch_pixels
+        self.whole_frame_fraction = whole_frame_fraction
 
     def __call__(self, samples: list[dict]) -> dict:
+        if self.whole_frame_fraction and float(torch.rand(())) < self.whole_frame_fraction:
+            return default_collate(samples[:1])
         height, width = self.window_sizes[int(torch.randint(0, len(self.window_sizes), ()))]
         if self.max_batch_pixels:
             samples = samples[:max(1, self.max_batch_pixels // (height * width))]
