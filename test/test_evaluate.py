@@ -114,10 +114,6 @@ def test_model_on_held_out_synthetic_scenes(tmp_path, capsys):
     assert torch.is_grad_enabled(), "evaluating in-process must not switch autograd off for the caller"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12's camera-augmented default trades training-camera accuracy for every other camera: abs_rel "
-    "0.1218 on these 40 scenes (issue 4's bar 0.12; the KITTI-camera-only default gave 0.10). Strict: "
-    "a model that meets the bar again turns this into a failure, so the marker comes off."))
 def test_default_model_meets_the_accuracy_target_on_held_out_scenes(tmp_path, capsys):
     """Issue 4's bar (abs_rel <= 0.12 on fresh procedural scenes), on the first 40 of the 200 test
     scenes so it stays quick; guards the committed weights and the whole eval path."""
