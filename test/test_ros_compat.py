@@ -90,22 +90,26 @@ def test_message_factory_keeps_payloads_uncopied_where_it_can():
     assert msg.data is payload  # Jazzy/Kilted with check_fields=True: no copy of multi-MB images
 
 
-def test_executor_choice_and_fallback(humble_executors):
-    from rclpy.executors import SingleThreadedExecutor
-
+@pytest.fixture
+def ros_context():
+    """A private rclpy context for one test, shut down after it."""
     context = Context()
     rclpy.init(context=context)
-    try:
-        assert isinstance(ros_compat.make_executor("auto", context=context), SingleThreadedExecutor)
-        with pytest.raises(ValueError, match="no rclpy.experimental.EventsExecutor"):
-            ros_compat.make_executor("events", context=context)
-        with pytest.raises(ValueError, match="choose one of"):
-            ros_compat.make_executor("multi", context=context)
-    finally:
-        context.try_shutdown()
+    yield context
+    context.try_shutdown()
 
 
-def test_auto_falls_back_when_the_events_executor_cannot_be_made(monkeypatch):
+def test_executor_choice_and_fallback(humble_executors, ros_context):
+    from rclpy.executors import SingleThreadedExecutor
+
+    assert isinstance(ros_compat.make_executor("auto", context=ros_context), SingleThreadedExecutor)
+    with pytest.raises(ValueError, match="no rclpy.experimental.EventsExecutor"):
+        ros_compat.make_executor("events", context=ros_context)
+    with pytest.raises(ValueError, match="choose one of"):
+        ros_compat.make_executor("multi", context=ros_context)
+
+
+def test_auto_falls_back_when_the_events_executor_cannot_be_made(monkeypatch, ros_context):
     """rclpy's EventsExecutor() calls faulthandler.enable(), which fails where stderr has no file descriptor."""
     import io
 
@@ -115,14 +119,9 @@ def test_auto_falls_back_when_the_events_executor_cannot_be_made(monkeypatch):
         raise io.UnsupportedOperation("fileno")
 
     monkeypatch.setattr(ros_compat, "events_executor_class", lambda: events_executor)
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        assert isinstance(ros_compat.make_executor("auto", context=context), SingleThreadedExecutor)
-        with pytest.raises(ValueError, match="could not be created: fileno"):
-            ros_compat.make_executor("events", context=context)
-    finally:
-        context.try_shutdown()
+    assert isinstance(ros_compat.make_executor("auto", context=ros_context), SingleThreadedExecutor)
+    with pytest.raises(ValueError, match="could not be created: fileno"):
+        ros_compat.make_executor("events", context=ros_context)
 
 
 def test_events_executor_where_rclpy_has_it():
