@@ -65,6 +65,28 @@ def test_frames_are_deterministic_and_seed_dependent():
     assert not np.array_equal(a.depth_m, c.depth_m)
 
 
+def test_a_nearer_cross_building_range_moves_only_that_building():
+    """Training may end streets at a building 12 m ahead; the evaluation scenes' seeds must not change."""
+    from urcdc_model.data.scenes import CROSS_BUILDING_RANGE_M, make_street_scene
+
+    def cross_building(scene):
+        return [b for b in scene.boxes if b[6] == FACADE and b[1] - b[0] > 100]
+
+    seeds = range(40)
+    default = [make_street_scene(np.random.default_rng([s, 0])) for s in seeds]
+    explicit = [make_street_scene(np.random.default_rng([s, 0]), cross_building_range_m=CROSS_BUILDING_RANGE_M)
+                for s in seeds]
+    near = [make_street_scene(np.random.default_rng([s, 0]), cross_building_range_m=(12.0, 13.0)) for s in seeds]
+    assert all(len(a.boxes) == len(b.boxes) and all(x[:6] == y[:6] for x, y in zip(a.boxes, b.boxes))
+               for a, b in zip(default, explicit))
+    ended = [(cross_building(a), cross_building(b)) for a, b in zip(default, near) if cross_building(a)]
+    assert ended and all(50.0 <= a[0][4] <= 130.0 and 12.0 <= b[0][4] <= 13.0 for a, b in ended)
+    # everything else of a seed stays where it was
+    for a, b in zip(default, near):
+        assert [x[:6] for x in a.boxes if x not in cross_building(a)] == \
+            [x[:6] for x in b.boxes if x not in cross_building(b)]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_street_frames_are_plausible(seed):
     frame = render_frame(seed, kind="street", height=HEIGHT, width=WIDTH)

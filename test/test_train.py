@@ -118,6 +118,21 @@ def test_whole_frame_batches_reach_the_loader_and_bad_fractions_are_refused(tmp_
         _tiny_config(data={"cameras": "random", "whole_frame_fraction": 1.5})
 
 
+def test_near_cross_buildings_reach_training_scenes_only_and_bad_ranges_are_refused(tmp_path):
+    trainer = Trainer(_tiny_config(data={"cross_building_range_m": [12.0, 20.0]}), tmp_path, progress=False)
+    assert trainer.train_set.dataset.cross_building_range_m == (12.0, 20.0)
+    assert trainer.val_set.cross_building_range_m == (50.0, 130.0)       # validation scenes stay comparable
+    for name in ("cross_building_range_m", "aspect_range", "render_scale_range"):
+        for bad in ([20.0], [0.0, 10.0], [30.0, 20.0]):
+            with pytest.raises(ValueError, match=f"{name} must be"):
+                _tiny_config(data={name: bad})
+
+
+def test_the_random_cameras_aspect_range_reaches_the_camera_sampling(tmp_path):
+    trainer = Trainer(_tiny_config(data={"cameras": "random", "aspect_range": [1.3, 2.0]}), tmp_path, progress=False)
+    assert trainer.train_set.dataset.cameras.aspect_range == (1.3, 2.0)
+
+
 def test_fixed_camera_run_records_the_rendered_camera_as_canonical(tmp_path):
     from urcdc_model.data.synthetic import kitti_like_intrinsics
 

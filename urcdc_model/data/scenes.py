@@ -113,8 +113,15 @@ def _add_building_row(scene: Scene, rng: np.random.Generator, side: int, inner_x
         z += length + (rng.uniform(0.0, 2.0) if rng.random() < 0.3 else 0.0)
 
 
-def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z_m: float = -15.0) -> Scene:
-    """A random street: road, sidewalks, building rows, parked/leading cars, poles and trees, sky."""
+CROSS_BUILDING_RANGE_M = (50.0, 130.0)    # where half the streets end at a building across them
+
+
+def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z_m: float = -15.0,
+                      cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M) -> Scene:
+    """A random street: road, sidewalks, building rows, parked/leading cars, poles and trees, sky.
+
+    cross_building_range_m: distance range of the building that ends half the streets (a T-junction or
+    dead end). Another range draws the same random numbers, so every other object of a seed stays put."""
     road_half = rng.uniform(3.0, 6.0)
     sidewalk = (rng.uniform(1.5, 4.0), rng.uniform(1.5, 4.0))
     elevation = np.deg2rad(rng.uniform(25, 65))
@@ -152,7 +159,7 @@ def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z
     for _ in range(rng.integers(0, 3)):     # traffic ahead in the lanes
         _add_car(scene, rng, rng.uniform(-road_half + 1.6, road_half - 1.6), rng.uniform(8.0, 60.0))
     if rng.random() < 0.5:                  # the street ends at a cross building
-        z_far = rng.uniform(50.0, 130.0)
+        z_far = rng.uniform(*cross_building_range_m)
         scene.boxes.append((-60.0, 60.0, 0.0, rng.uniform(8.0, 30.0), z_far, z_far + 15.0, FACADE,
                             _color(rng, 0.3, 0.8)))
     return scene

@@ -15,9 +15,10 @@ from torch.utils.data import Dataset
 
 from urcdc_model.data.cameras import CameraSampling, base_camera_size, draw_camera, frame_to_network
 from urcdc_model.data.raycast import camera_rotation, render_scene
-from urcdc_model.data.scenes import (FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA, STREET_MAX_DEPTH_M,
-                                     STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP, STREET_TRAIN_CAMERA,
-                                     CameraRange, Scene, clear_corridor, make_indoor_scene, make_street_scene)
+from urcdc_model.data.scenes import (CROSS_BUILDING_RANGE_M, FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA,
+                                     STREET_MAX_DEPTH_M, STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP,
+                                     STREET_TRAIN_CAMERA, CameraRange, Scene, clear_corridor, make_indoor_scene,
+                                     make_street_scene)
 from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
 from urcdc_model.deploy.geometry import CanonicalCamera
 
@@ -81,7 +82,8 @@ def _draw(rng: np.random.Generator, value: float | None, value_range: tuple[floa
 def render_frame(seed: int, kind: str = "street", height: int | None = None, width: int | None = None,
                  intrinsics: np.ndarray | None = None, camera_range: CameraRange | None = None,
                  camera_height_m: float | None = None, camera_pitch_deg: float | None = None,
-                 camera_yaw_deg: float | None = None, max_depth_m: float | None = None) -> SyntheticFrame:
+                 camera_yaw_deg: float | None = None, max_depth_m: float | None = None,
+                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M) -> SyntheticFrame:
     """Render a random scene of ``kind`` ("street" | "indoor"), fully determined by ``seed``.
 
     height, width: image size (default 176x576 street, 240x320 indoor).
@@ -89,6 +91,7 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     camera_range: pose ranges (default STREET_TRAIN_CAMERA / INDOOR_TRAIN_CAMERA);
     camera_height_m / camera_pitch_deg / camera_yaw_deg: fixed values overriding the range.
     max_depth_m: depth clip and sky depth (default 80 street, 10 indoor).
+    cross_building_range_m: street: distance range of the building that ends half the streets.
     """
     if kind not in ("street", "indoor"):
         raise ValueError(f"render_frame: kind must be 'street' or 'indoor', got {kind!r}")
@@ -105,7 +108,7 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     max_depth_m = float(max_depth_m or (STREET_MAX_DEPTH_M if street else INDOOR_MAX_DEPTH_M))
 
     rng = np.random.default_rng([int(seed), 0 if street else 1])
-    scene = make_street_scene(rng) if street else make_indoor_scene(rng)
+    scene = make_street_scene(rng, cross_building_range_m=cross_building_range_m) if street else make_indoor_scene(rng)
     cam_h = _draw(rng, camera_height_m, camera_range.height_m)
     pitch = _draw(rng, camera_pitch_deg, camera_range.pitch_deg)
     yaw = _draw(rng, camera_yaw_deg, camera_range.yaw_deg)
@@ -147,14 +150,16 @@ class SyntheticDepthDataset(Dataset):
                  camera_range: CameraRange | None = None, intrinsics: np.ndarray | None = None,
                  max_depth_m: float | None = None, augment: AugmentConfig | None = None,
                  cache_frames: bool = False, canonical: CanonicalCamera | None = None,
-                 cameras: CameraSampling | None = None):
+                 cameras: CameraSampling | None = None,
+                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M):
         """num_samples: dataset length; kind: "street" | "indoor"; height/width: render size
         (default 176x576 street, 240x320 indoor); seed: seed of sample 0; train: augment or not;
         camera_range / intrinsics / max_depth_m: passed to render_frame; augment: override the
         default chain (no crops, rotation 1 deg street / 2.5 deg indoor); cache_frames: keep rendered
         frames in memory (about 0.7 MB each at 176x576) instead of re-rendering every epoch;
         canonical: the network's canonical camera (apply the inference plan); cameras: random-camera
-        ranges (needs ``canonical``)."""
+        ranges (needs ``canonical``); cross_building_range_m: street: where the building that ends half
+        the streets stands (training may bring it closer than the evaluation scenes' 50-130 m)."""
         if num_samples <= 0:
             raise ValueError(f"SyntheticDepthDataset: num_samples must be positive, got {num_samples}")
         if cameras is not None and canonical is None:
@@ -171,6 +176,7 @@ class SyntheticDepthDataset(Dataset):
         self.max_depth_m = max_depth_m
         self.canonical = canonical
         self.cameras = cameras
+        self.cross_building_range_m = tuple(cross_building_range_m)
         if augment is None:
             augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,
                                     crop_width=None,
@@ -203,7 +209,7 @@ class SyntheticDepthDataset(Dataset):
         (height, width), intrinsics = self.camera(index, rng)
         frame = render_frame(self.seed + index, kind=self.kind, height=height, width=width,
                              intrinsics=intrinsics, camera_range=self.camera_range,
-                             max_depth_m=self.max_depth_m)
+                             max_depth_m=self.max_depth_m, cross_building_range_m=self.cross_building_range_m)
         if self._cache is not None:
             self._cache[index] = frame
         return frame

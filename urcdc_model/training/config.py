@@ -77,9 +77,13 @@ class DataSection:
     canonical_focal_px: float = 0.0       # focal (px) at height x width; 0 = the dataset's camera at that width
     base_camera_fraction: float = 0.2     # random: share of frames from the dataset's own camera
     render_scale_range: list[float] = field(default_factory=lambda: [0.7, 2.5])  # rendered / network size
+    aspect_range: list[float] = field(default_factory=lambda: [1.3, 3.4])       # random: width / height
     window_sizes: list[list[int]] = field(default_factory=list)  # training windows [h, w], one per batch;
     #                                       [] = [[height, width]]; only with cameras canonical / random
     whole_frame_fraction: float = 0.0     # share of batches that are one whole network input, as inference sees it
+    # synthetic street: distance range of the building that ends half the training streets (validation
+    # and evaluation scenes keep 50-130 m); nearer ones teach a wall ahead (dead ends, T-junctions)
+    cross_building_range_m: list[float] = field(default_factory=lambda: [50.0, 130.0])
 
     def __post_init__(self):
         if self.dataset not in ("synthetic", "kitti", "nyu"):
@@ -96,6 +100,10 @@ class DataSection:
                                  f"got {window}")
         if not 0.0 <= self.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
+        for name in ("render_scale_range", "aspect_range", "cross_building_range_m"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
+                raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {low_high}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"height/width must be >= 32 pixels, got {self.height}x{self.width}")
 

@@ -144,11 +144,13 @@ def build_datasets(data: DataSection, max_depth_m: float, source: str = "config"
 
             canonical = canonical_camera(data)
             cameras = CameraSampling(render_scale_range=tuple(data.render_scale_range),
+                                     aspect_range=tuple(data.aspect_range),
                                      base_camera_fraction=1.0 if data.cameras == "canonical"
                                      else data.base_camera_fraction)
         train = SyntheticDepthDataset(data.train_samples, kind=data.kind, height=data.height, width=data.width,
                                       seed=0, train=True, max_depth_m=max_depth_m, augment=_augment_config(data),
-                                      canonical=canonical, cameras=cameras)
+                                      canonical=canonical, cameras=cameras,
+                                      cross_building_range_m=tuple(data.cross_building_range_m))
         val = SyntheticDepthDataset(data.val_samples, kind=data.kind, height=data.height, width=data.width,
                                     seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True,
                                     canonical=canonical, cameras=cameras)
