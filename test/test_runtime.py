@@ -106,29 +106,42 @@ def test_onnxruntime_path_never_calls_torch(ort_runtime, frame, monkeypatch):
 
 def test_onnx_export_is_cached_per_checkpoint_and_network_size(nano_checkpoint, cache_dir, ort_runtime, frame,
                                                                 monkeypatch):
-    """Static exports, one per network size: the warm-up's and each camera's, made once and reused."""
+    """Static exports, one per network size the cameras need, made once and reused."""
     network_hw = ort_runtime.plan(frame.shape[:2]).network_hw
     ort_runtime.infer(frame)
     cached = {p.name.split("_")[1]: p for p in (cache_dir / "onnx").glob("*.onnx")}
-    assert set(cached) == {f"{INPUT_HW[0]}x{INPUT_HW[1]}", f"{network_hw[0]}x{network_hw[1]}"}
-    warmup_export = cached[f"{INPUT_HW[0]}x{INPUT_HW[1]}"]
-    graph = onnx.load(str(warmup_export), load_external_data=False).graph
-    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, *INPUT_HW]  # static
+    assert set(cached) == {f"{network_hw[0]}x{network_hw[1]}"}
+    camera_export = cached[f"{network_hw[0]}x{network_hw[1]}"]
+    graph = onnx.load(str(camera_export), load_external_data=False).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, *network_hw]  # static
     assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["depth", "uncertainty"]
 
     def no_export(*args, **kwargs):
         raise AssertionError("the cached ONNX should have been reused")
 
     monkeypatch.setattr(export_mod, "export_verified_onnx", no_export)
-    again = DepthRuntime.from_path(nano_checkpoint, backend="onnxruntime", cache_dir=cache_dir, warmup_runs=0)
+    again = DepthRuntime.from_path(nano_checkpoint, backend="onnxruntime", cache_dir=cache_dir)
     again.infer(frame)
     assert again.input_size == INPUT_HW and again.network_size is None
     # An exported .onnx also loads directly, with its size, max depth and canonical camera read from the file.
-    direct = DepthRuntime.from_path(warmup_export, backend="auto", warmup_runs=0)
-    assert (direct.backend, direct.network_size, direct.max_depth) == ("onnxruntime", INPUT_HW, 80.0)
+    direct = DepthRuntime.from_path(camera_export, backend="auto", warmup_runs=0)
+    assert (direct.backend, direct.network_size, direct.max_depth) == ("onnxruntime", network_hw, 80.0)
     assert direct.canonical == ort_runtime.canonical
     depth_direct, _ = direct.infer(frame)  # fitted into the static size, still metric
     assert depth_direct.shape == frame.shape[:2] and np.isfinite(depth_direct).all()
+
+
+def test_loading_for_per_size_exports_exports_nothing_until_a_camera_arrives(nano_checkpoint, tmp_path, frame):
+    """The load-time warm-up would have to guess the size, and a wrong guess is an export no camera uses."""
+    runtime = DepthRuntime.from_path(nano_checkpoint, backend="onnxruntime", cache_dir=tmp_path, warmup_runs=1)
+    assert not list(tmp_path.rglob("*.onnx"))
+    runtime.infer(frame)
+    camera_size = "%dx%d" % runtime.plan(frame.shape[:2]).network_hw
+    assert [p.name.split("_")[1] for p in tmp_path.rglob("*.onnx")] == [camera_size]
+    pinned = DepthRuntime.from_path(nano_checkpoint, backend="onnxruntime", cache_dir=tmp_path / "pinned",
+                                    input_size=INPUT_HW, warmup_runs=1)        # a fixed size is warmed at load
+    assert [p.name.split("_")[1] for p in (tmp_path / "pinned").rglob("*.onnx")] == ["%dx%d" % INPUT_HW]
+    assert pinned.network_size == INPUT_HW
 
 
 def test_auto_picks_onnxruntime_on_cpu(nano_checkpoint, cache_dir):

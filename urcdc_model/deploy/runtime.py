@@ -60,14 +60,17 @@ class DepthRuntime:
 
     def __init__(self, engine_for_size: Callable[[tuple[int, int]], Backend], backend: str,
                  canonical: CanonicalCamera, max_depth: float, device: str = "cpu", precision: str = "fp32",
-                 network_size: tuple[int, int] | None = None, max_pixels: int | None = None):
+                 network_size: tuple[int, int] | None = None, max_pixels: int | None = None,
+                 builds_per_size: bool = False):
         """
         Args:
             engine_for_size: returns the backend that runs a given (height, width) network input.
             network_size: fixed network (height, width), or None to follow each camera.
             max_pixels: compute budget per frame in network pixels (default: see geometry.plan_input).
+            builds_per_size: engine_for_size exports or builds a model per size (seconds to minutes).
         """
         self._engine_for_size = engine_for_size
+        self._builds_per_size = builds_per_size
         self._engines: OrderedDict[tuple[int, int], Backend] = OrderedDict()
         self._plans: OrderedDict[tuple, InputPlan] = OrderedDict()
         self.backend = backend
@@ -102,7 +105,10 @@ class DepthRuntime:
             cache_dir: where exported ONNX models / engines are cached (default: :func:`default_cache_dir`).
             num_threads: CPU threads: onnxruntime intra-op threads of this session, or torch's
                 (process-wide) for the torch backend; default: all cores.
-            warmup_runs: inferences run once at load so the first real frame is not slow.
+            warmup_runs: inferences run once at load so the first real frame is not slow; skipped where
+                the network size follows the camera and each size is its own export or engine (the
+                first frame of a camera pays for its own size; a guessed size would cost an export no
+                camera uses).
             canonical_focal_px: override the model's canonical focal length (px at its training size).
             max_pixels: compute budget per frame, in network pixels.
         """
@@ -174,7 +180,8 @@ class DepthRuntime:
                                               max_depth=max_depth_m, cache_dir=cache)
             return TensorRTBackend(engine_path)
 
-        return cls(engine_for_size, backend, canonical, max_depth_m, device, precision, input_size, max_pixels)
+        return cls(engine_for_size, backend, canonical, max_depth_m, device, precision, input_size, max_pixels,
+                   builds_per_size=True)
 
     @classmethod
     def _from_onnx(cls, path: Path, backend: str, *, device: str, precision: str,
@@ -200,7 +207,7 @@ class DepthRuntime:
                                                        max_depth=meta["max_depth"], cache_dir=cache))
 
         return cls(engine_for_size, backend, canonical, meta["max_depth"], device, precision, network_size,
-                   max_pixels)
+                   max_pixels, builds_per_size=True)
 
     @classmethod
     def _from_engine(cls, path: Path, *, device: str, precision: str, input_size: tuple[int, int] | None,
@@ -278,7 +285,12 @@ class DepthRuntime:
         return depth_m, uncertainty_m
 
     def warmup(self, runs: int = 1) -> None:
-        """Run a few frames so lazy initialisation (export, allocations, kernel selection) happens now."""
+        """Run a few frames so lazy initialisation (export, allocations, kernel selection) happens now.
+
+        Not where the size follows the camera and every size is its own export or engine: which size
+        the first camera needs is unknown until it arrives."""
+        if self.network_size is None and self._builds_per_size:
+            return
         height, width = self.network_size or self.input_size
         frame = np.zeros((height, width, 3), np.uint8)
         for _ in range(max(0, runs)):
