@@ -177,12 +177,15 @@ def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     assert rc == 1 and "missing.safetensors" in err and "Traceback" not in err
 
 
-def test_mask_upsampling_and_position_embedding_export_with_parity(tmp_path):
+def test_mask_upsampling_and_position_and_ray_embeddings_export_with_parity(tmp_path):
     from urcdc_model.models import ModelConfig, URCDCDepth
 
     torch.manual_seed(0)
-    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, up_mode="mask", ape_grid=(8, 10))
-    deploy = DeployModel(URCDCDepth(cfg).eval(), cfg.max_depth)
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, up_mode="mask", ape_grid=(8, 10),
+                              ray_focal_px=50.0)
+    model = URCDCDepth(cfg).eval()
+    torch.nn.init.normal_(model.backbone.ray_embed.weight, std=0.5)       # a trained embedding is not zero
+    deploy = DeployModel(model, cfg.max_depth)
     _, results = export_verified_onnx(deploy, tmp_path / "mask.onnx", *INPUT_HW, dynamic=True)
     assert len({r.input_name for r in results}) >= 2       # checked at more than one input size
     assert max(r.worst for r in results) <= 1e-3

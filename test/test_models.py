@@ -258,3 +258,28 @@ def test_absolute_position_embedding_is_one_extra_key_and_resizes_to_any_input()
         assert not torch.allclose(before, model(image)["depth"])
     with pytest.raises(ValueError, match="ape_grid"):
         dataclasses.replace(cfg, ape_grid=(24,))
+
+
+def test_ray_embedding_starts_as_a_no_op_on_trained_weights_and_then_reaches_the_output():
+    from urcdc_model.models.swin import patch_rays
+
+    torch.manual_seed(0)
+    plain = URCDCDepth(ModelConfig.from_name("nano")).eval()
+    cfg = dataclasses.replace(ModelConfig.from_name("nano"), ray_focal_px=185.9)
+    model = URCDCDepth(cfg).eval()
+    extra = set(model.state_dict()) - set(plain.state_dict())
+    assert extra == {"backbone.ray_embed.weight", "backbone.ray_embed.bias"}
+    model.load_state_dict({**plain.state_dict(), **{k: model.state_dict()[k] for k in extra}})
+    image = torch.randn(1, 3, 104, 328)
+    with torch.no_grad():
+        assert torch.equal(plain(image)["depth"], model(image)["depth"])       # zero-initialised
+        torch.nn.init.normal_(model.backbone.ray_embed.weight)
+        assert not torch.allclose(plain(image)["depth"], model(image)["depth"])
+        assert model(torch.randn(1, 3, 50, 70))["depth"].shape == (1, 1, 50, 70)
+    # ray directions of the patch centres about the image centre, at the given focal
+    rays = patch_rays((8, 12), (2, 3), 4, 2.0, image)
+    np.testing.assert_allclose(rays[0, 0, 0].numpy(), [-2.0, 0.0, 2.0])     # (u - 5.5) / 2, u = 1.5, 5.5, 9.5
+    np.testing.assert_allclose(rays[0, 1, :, 0].numpy(), [-1.0, 1.0])       # (v - 3.5) / 2, v = 1.5, 5.5
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="ray_focal_px"):
+            dataclasses.replace(cfg, ray_focal_px=bad)

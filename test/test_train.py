@@ -133,6 +133,28 @@ def test_the_random_cameras_aspect_range_reaches_the_camera_sampling(tmp_path):
     assert trainer.train_set.dataset.cameras.aspect_range == (1.3, 2.0)
 
 
+def test_a_ray_embedding_can_be_added_when_fine_tuning_from_weights_without_one(tmp_path):
+    first = Trainer(_tiny_config(optim={"total_steps": 1}), tmp_path / "plain", progress=False)
+    first.train()
+    rays = Trainer(_tiny_config(model={"init_checkpoint": str(tmp_path / "plain" / "model.safetensors"),
+                                       "overrides": {**TINY["model"]["overrides"], "ray_focal_px": 40.0}}),
+                   tmp_path / "rays", progress=False)
+    state = rays.model.state_dict()
+    assert not state["backbone.ray_embed.weight"].any() and not state["backbone.ray_embed.bias"].any()
+    assert torch.equal(state["backbone.patch_embed.proj.weight"],
+                       first.model.state_dict()["backbone.patch_embed.proj.weight"])
+    rays.train()
+    _, cfg, _ = load_model(tmp_path / "rays" / "model.safetensors", with_cnn=False)
+    assert cfg.ray_focal_px == 40.0
+    faster = Trainer(_tiny_config(model={"overrides": {**TINY["model"]["overrides"], "ray_focal_px": 40.0}},
+                                  optim={"ray_embed_lr_scale": 30.0}), tmp_path / "faster", progress=False)
+    ray_group = faster.optimizer.param_groups[1]
+    assert ray_group["lr"] == pytest.approx(30 * faster.optimizer.param_groups[0]["lr"])
+    assert {id(p) for p in ray_group["params"]} == {id(p) for p in faster.model.backbone.ray_embed.parameters()}
+    with pytest.raises(ValueError, match="ray_embed_lr_scale"):
+        _tiny_config(optim={"ray_embed_lr_scale": 0.0})
+
+
 def test_fixed_camera_run_records_the_rendered_camera_as_canonical(tmp_path):
     from urcdc_model.data.synthetic import kitti_like_intrinsics
 

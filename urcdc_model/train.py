@@ -41,6 +41,16 @@ from urcdc_model.training.visualize import confidence_image, depth_image, rgb_im
 NUM_LOG_IMAGES = 2
 
 
+def _parameter_groups(model: torch.nn.Module, optim) -> list[dict]:
+    """One group, or two when the model has a ray embedding: that one at ``optim.ray_embed_lr_scale`` × lr
+    (the schedule scales both alike)."""
+    ray = [p for name, p in model.named_parameters() if name.startswith("backbone.ray_embed.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("backbone.ray_embed.")]
+    if not ray:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": ray, "lr": optim.lr * optim.ray_embed_lr_scale}]
+
+
 class PolyDecay:
     """LambdaLR factor of the official schedule: lr = (lr0 − lr_end)·(1 − step/total)^power + lr_end.
 
@@ -92,6 +102,9 @@ class Trainer:
         if config.model.init_checkpoint and not resume:
             # Fine-tuning: every key of both branches must match, so a wrong variant fails loudly.
             state, _, _ = read_checkpoint(config.model.init_checkpoint)
+            ray_embed = self.model.backbone.ray_embed
+            if ray_embed is not None:  # it starts at zero: adding it to weights without one keeps their output
+                state = {**{f"backbone.ray_embed.{k}": v for k, v in ray_embed.state_dict().items()}, **state}
             load_state_dict(self.model, state)
             if self.dist.is_main:
                 print(f"[train] initial weights from {config.model.init_checkpoint}", flush=True)
@@ -136,7 +149,7 @@ class Trainer:
         self.stop_at_step = min(int(stop_at_step), self.total_steps) if stop_at_step else self.total_steps
 
         optimizer_cls = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_cls(self.model.parameters(), lr=optim.lr, eps=optim.adam_eps,
+        self.optimizer = optimizer_cls(_parameter_groups(self.model, optim), lr=optim.lr, eps=optim.adam_eps,
                                        weight_decay=optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, PolyDecay(self.total_steps, optim.lr, optim.end_lr, optim.poly_power))

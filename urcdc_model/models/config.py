@@ -29,6 +29,8 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.3
     ape_grid: tuple[int, ...] = ()        # learned absolute position embedding (rows, cols); () = none
+    ray_focal_px: float = 0.0             # > 0: embed each patch's ray direction at this focal (px of the
+    #                                       network input; the canonical focal); 0 = none (official)
     # PSP head on the last stage
     psp_channels: int = 512
     psp_pool_scales: tuple[int, ...] = (1, 2, 3, 6)
@@ -90,6 +92,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig '{self.name}': cnn_block_config needs 4 dense blocks")
         if self.max_depth <= 0:
             raise ValueError(f"ModelConfig '{self.name}': max_depth must be > 0 metres, got {self.max_depth}")
+        if not (self.ray_focal_px >= 0 and self.ray_focal_px < float("inf")):
+            raise ValueError(f"ModelConfig '{self.name}': ray_focal_px must be a focal length in px >= 0 "
+                             f"(0 = no ray embedding), got {self.ray_focal_px}")
         if self.ape_grid and (len(self.ape_grid) != 2 or min(self.ape_grid) < 1):
             raise ValueError(f"ModelConfig '{self.name}': ape_grid must be (rows, cols) >= 1 or empty, "
                              f"got {self.ape_grid}")

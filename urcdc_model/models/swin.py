@@ -202,7 +202,8 @@ class SwinTransformer(nn.Module):
 
     def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, patch_size: int = 4,
-                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.3, ape_grid: Sequence[int] = ()):
+                 mlp_ratio: float = 4.0, drop_path_rate: float = 0.3, ape_grid: Sequence[int] = (),
+                 ray_focal_px: float = 0.0):
         """
         Args:
             embed_dim: channels of stage 0 (doubled each stage).
@@ -215,6 +216,10 @@ class SwinTransformer(nn.Module):
             ape_grid: (rows, cols) of a learned absolute position embedding added after the patch
                 embedding and resized bicubically to the input's patch grid (official ``ape=True``,
                 whose grid is pretrain_img_size / patch_size); () = none (official default).
+            ray_focal_px: with a focal length (px of the network input), each patch also gets a learned
+                linear embedding of its ray direction, ((u - cx) / f, (v - cy) / f) about the image
+                centre, added after the patch embedding; 0 = none (official). Zero-initialised, so it
+                can be added to trained weights without changing their output.
         """
         super().__init__()
         self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
@@ -224,6 +229,14 @@ class SwinTransformer(nn.Module):
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         else:
             self.absolute_pos_embed = None
+        # Why: a network without it can only tell how far below the horizon a patch is from where the
+        # image ends, and that differs between a 4:3 and a KITTI-shaped frame of the same focal length.
+        self.ray_focal_px = float(ray_focal_px)
+        self.patch_size = patch_size
+        self.ray_embed = nn.Conv2d(2, embed_dim, kernel_size=1) if ray_focal_px > 0 else None
+        if self.ray_embed is not None:
+            nn.init.zeros_(self.ray_embed.weight)
+            nn.init.zeros_(self.ray_embed.bias)
         self.pos_drop = nn.Dropout(0.0)
         total = sum(depths)  # plain Python so the model can be built on the meta device
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -238,8 +251,11 @@ class SwinTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        image_hw = x.shape[-2], x.shape[-1]
         x = self.patch_embed(x)  # B, C, H/4, W/4
         height, width = x.shape[-2], x.shape[-1]
+        if self.ray_embed is not None:
+            x = x + self.ray_embed(patch_rays(image_hw, (height, width), self.patch_size, self.ray_focal_px, x))
         if self.absolute_pos_embed is not None:
             # always resized (an identity at the grid's own size) so a traced graph works at any size
             x = x + F.interpolate(self.absolute_pos_embed, size=(height, width), mode="bicubic", align_corners=False)
@@ -251,6 +267,16 @@ class SwinTransformer(nn.Module):
             outs.append(out.view(-1, height, width, self.num_features[i]).permute(0, 3, 1, 2).contiguous())
             height, width = (height + 1) // 2, (width + 1) // 2
         return outs
+
+
+def patch_rays(image_hw, grid_hw, patch_size: int, focal_px: float, like: torch.Tensor) -> torch.Tensor:
+    """1×2×rows×cols ray directions ((u - cx) / f, (v - cy) / f) of the patch centres, principal point at
+    the image centre (the canonical plan centres its padding; cameras' own offsets are a few px)."""
+    rows = (torch.arange(grid_hw[0], dtype=like.dtype, device=like.device) * patch_size
+            + (patch_size - 1) / 2 - (image_hw[0] - 1) / 2) / focal_px
+    cols = (torch.arange(grid_hw[1], dtype=like.dtype, device=like.device) * patch_size
+            + (patch_size - 1) / 2 - (image_hw[1] - 1) / 2) / focal_px
+    return torch.stack([cols[None, :].expand(grid_hw[0], -1), rows[:, None].expand(-1, grid_hw[1])])[None]
 
 
 def _init_weights(module: nn.Module) -> None:

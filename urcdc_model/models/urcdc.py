@@ -34,7 +34,7 @@ class CoupledBackbone(SwinTransformer):
     def __init__(self, cfg: ModelConfig):
         super().__init__(embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads,
                          window_size=cfg.window_size, patch_size=cfg.patch_size, mlp_ratio=cfg.mlp_ratio,
-                         drop_path_rate=cfg.drop_path_rate, ape_grid=cfg.ape_grid)
+                         drop_path_rate=cfg.drop_path_rate, ape_grid=cfg.ape_grid, ray_focal_px=cfg.ray_focal_px)
         self.base_model: DenseNetFeatures | None = None
         if cfg.with_cnn:
             self.base_model = DenseNetFeatures(growth_rate=cfg.cnn_growth_rate, block_config=cfg.cnn_block_config,

@@ -124,12 +124,16 @@ class OptimSection:
     grad_clip_norm: float = 0.0           # 0 = no clipping (the official code does not clip)
     amp: bool = True                      # mixed precision on CUDA (ignored on CPU)
     max_nonfinite_steps: int = 20         # abort after this many consecutive NaN/inf steps
+    ray_embed_lr_scale: float = 1.0       # lr multiplier of the ray embedding (model.overrides.ray_focal_px):
+    #                                       added at zero to trained weights, it learns nothing at their lr
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.lr <= 0 or self.end_lr < 0 or self.end_lr > self.lr:
             raise ValueError(f"need 0 <= end_lr <= lr and lr > 0, got lr={self.lr}, end_lr={self.end_lr}")
+        if not self.ray_embed_lr_scale > 0:
+            raise ValueError(f"ray_embed_lr_scale must be > 0, got {self.ray_embed_lr_scale}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
