@@ -108,7 +108,8 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     max_depth_m = float(max_depth_m or (STREET_MAX_DEPTH_M if street else INDOOR_MAX_DEPTH_M))
 
     rng = np.random.default_rng([int(seed), 0 if street else 1])
-    scene = make_street_scene(rng, cross_building_range_m=cross_building_range_m) if street else make_indoor_scene(rng)
+    scene = (make_street_scene(rng, cross_building_range_m=cross_building_range_m) if street
+             else make_indoor_scene(rng))
     cam_h = _draw(rng, camera_height_m, camera_range.height_m)
     pitch = _draw(rng, camera_pitch_deg, camera_range.pitch_deg)
     yaw = _draw(rng, camera_yaw_deg, camera_range.yaw_deg)

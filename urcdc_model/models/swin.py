@@ -229,10 +229,9 @@ class SwinTransformer(nn.Module):
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         else:
             self.absolute_pos_embed = None
-        # Why: a network without it can only tell how far below the horizon a patch is from where the
-        # image ends, and that differs between a 4:3 and a KITTI-shaped frame of the same focal length.
+        # Why: without it the network can only judge how far below the horizon a patch is from the
+        # image's edges, which sit elsewhere in a 4:3 and in a KITTI-shaped frame of the same focal length.
         self.ray_focal_px = float(ray_focal_px)
-        self.patch_size = patch_size
         self.ray_embed = nn.Conv2d(2, embed_dim, kernel_size=1) if ray_focal_px > 0 else None
         if self.ray_embed is not None:
             nn.init.zeros_(self.ray_embed.weight)
@@ -255,7 +254,8 @@ class SwinTransformer(nn.Module):
         x = self.patch_embed(x)  # B, C, H/4, W/4
         height, width = x.shape[-2], x.shape[-1]
         if self.ray_embed is not None:
-            x = x + self.ray_embed(patch_rays(image_hw, (height, width), self.patch_size, self.ray_focal_px, x))
+            rays = patch_rays(image_hw, (height, width), self.patch_embed.patch_size, self.ray_focal_px, x)
+            x = x + self.ray_embed(rays)
         if self.absolute_pos_embed is not None:
             # always resized (an identity at the grid's own size) so a traced graph works at any size
             x = x + F.interpolate(self.absolute_pos_embed, size=(height, width), mode="bicubic", align_corners=False)
