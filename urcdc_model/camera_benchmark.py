@@ -29,7 +29,7 @@ from urcdc_model.data.synthetic import (HELD_OUT_SEED, KITTI_CX_PX, KITTI_CY_PX,
 from urcdc_model.deploy.runtime import DepthRuntime
 
 # One hard scene moves a 12-scene mean by 0.014 abs_rel (KITTI camera, seed 1 000 002: 0.29 against
-# 0.09-0.16 for the others); 40 scenes keep that under 0.005. About 2.5 min for the 8 cameras on 2 cores.
+# 0.09-0.16 for the others); 40 scenes keep that under 0.005. About 1.5 min for the 8 cameras on 2 cores.
 DEFAULT_NUM_FRAMES = 40
 MAX_DEPTH_M = depth_metrics.MAX_DEPTH_M["synthetic"]
 # issue 12's criteria
