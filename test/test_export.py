@@ -177,12 +177,12 @@ def test_cli_missing_checkpoint_is_one_clear_line(tmp_path, capsys):
     assert rc == 1 and "missing.safetensors" in err and "Traceback" not in err
 
 
-def test_mask_upsampling_and_position_and_ray_embeddings_export_with_parity(tmp_path):
+def test_mask_upsampling_position_and_ray_embeddings_and_padding_mask_export_with_parity(tmp_path):
     from urcdc_model.models import ModelConfig, URCDCDepth
 
     torch.manual_seed(0)
     cfg = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, up_mode="mask", ape_grid=(8, 10),
-                              ray_focal_px=50.0)
+                              ray_focal_px=50.0, mask_window_padding=True)
     model = URCDCDepth(cfg).eval()
     torch.nn.init.normal_(model.backbone.ray_embed.weight, std=0.5)       # a trained embedding is not zero
     deploy = DeployModel(model, cfg.max_depth)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from urcdc_model.inference import predict_depth
 from urcdc_model.models import VARIANTS, ModelConfig, URCDCDepth, build_model
-from urcdc_model.models.layers import adaptive_avg_pool2d, shifted_window_mask, window_partition
+from urcdc_model.models.layers import adaptive_avg_pool2d, padded_key_mask, shifted_window_mask, window_partition
 
 DATA = Path(__file__).resolve().parent / "data"
 OFFICIAL_VARIANTS = ("tiny07", "base07", "large07")
@@ -283,3 +283,43 @@ def test_ray_embedding_starts_as_a_no_op_on_trained_weights_and_then_reaches_the
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="ray_focal_px"):
             dataclasses.replace(cfg, ray_focal_px=bad)
+
+
+@pytest.mark.parametrize("shift", [0, 3])
+def test_padded_key_mask_hides_exactly_the_padded_tokens(shift):
+    height, width = 9, 16                                              # padded to 14 x 21
+    rows, cols = torch.meshgrid(torch.arange(14), torch.arange(21), indexing="ij")
+    grid = torch.stack([rows, cols], dim=-1).float()
+    grid = torch.roll(grid, shifts=(-shift, -shift), dims=(0, 1))      # where each token sits after the shift
+    where = window_partition(grid[None], 7).reshape(-1, 49, 2)
+    padded = (where[..., 0] >= height) | (where[..., 1] >= width)
+    mask = padded_key_mask(height, width, 7, shift, torch.device("cpu"))
+    assert mask.shape == (6, 1, 49)
+    assert torch.equal(mask[:, 0] < 0, padded) and bool(padded.any())
+
+
+@pytest.mark.parametrize("mask_padding", [False, True])
+def test_masked_window_padding_makes_the_output_independent_of_what_the_padding_holds(monkeypatch, mask_padding):
+    """With the mask the windows' padding is invisible (official: the zeros are attended, so the padding
+    fraction, which changes with the input size, reaches the depth)."""
+    from urcdc_model.models import layers, newcrf, swin
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(MICRO, with_cnn=False, mask_window_padding=mask_padding)
+    model = URCDCDepth(cfg).eval()
+    image = torch.randn(1, 3, 40, 76)                                  # no stage is a multiple of 7
+
+    def padded_with(value):
+        def pad(x, multiple):
+            h, w = x.shape[1], x.shape[2]
+            return F.pad(x, (0, 0, 0, layers.pad_amount(w, multiple), 0, layers.pad_amount(h, multiple)),
+                         value=value)
+        return pad
+
+    outputs = []
+    for value in (0.0, 3.0):
+        monkeypatch.setattr(swin, "pad_hw_last", padded_with(value))
+        monkeypatch.setattr(newcrf, "pad_hw_last", padded_with(value))
+        with torch.no_grad():
+            outputs.append(model(image)["depth"])
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5) == mask_padding

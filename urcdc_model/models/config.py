@@ -31,6 +31,7 @@ class ModelConfig:
     ape_grid: tuple[int, ...] = ()        # learned absolute position embedding (rows, cols); () = none
     ray_focal_px: float = 0.0             # > 0: embed each patch's ray direction at this focal (px of the
     #                                       network input; the canonical focal); 0 = none (official)
+    mask_window_padding: bool = False     # Swin/NeWCRF windows ignore their zero padding (official: attend to it)
     # PSP head on the last stage
     psp_channels: int = 512
     psp_pool_scales: tuple[int, ...] = (1, 2, 3, 6)

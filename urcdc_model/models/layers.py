@@ -100,6 +100,35 @@ def shifted_window_mask(padded_h: int, padded_w: int, window_size: int, shift_si
                        torch.zeros_like(different, dtype=torch.float32))
 
 
+def padded_key_mask(height: int, width: int, window_size: int, shift_size: int,
+                    device: torch.device) -> torch.Tensor:
+    """Attention mask (nW, 1, W*W) of 0 / -100 that hides the zero tokens padded at the bottom/right.
+
+    The official Swin lets every token attend to them, so how much of a window is padding (up to
+    6 of 7 rows at the last stage) changes the features with the input size, hence the depth scale.
+    ``shift_size`` > 0 rolls the padding as the shifted blocks roll their tokens.
+    """
+    padded_h, padded_w = height + pad_amount(height, window_size), width + pad_amount(width, window_size)
+    rows = torch.arange(padded_h, device=device)
+    cols = torch.arange(padded_w, device=device)
+    padding = ((rows >= height)[:, None] | (cols >= width)[None, :]).to(torch.float32)  # Hp, Wp
+    if shift_size > 0:
+        padding = torch.roll(padding, shifts=(-shift_size, -shift_size), dims=(0, 1))
+    windows = window_partition(padding[None, :, :, None], window_size).reshape(-1, 1, window_size * window_size)
+    return windows * SHIFTED_WINDOW_MASK_VALUE
+
+
+def stage_window_masks(height: int, width: int, window_size: int, shift_size: int, mask_padding: bool,
+                       like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The masks of a stage's plain and shifted blocks: (None or the padding mask, shift mask [+ padding])."""
+    shifted = shifted_window_mask(height + pad_amount(height, window_size), width + pad_amount(width, window_size),
+                                  window_size, shift_size, like.device).to(like.dtype)
+    if not mask_padding:
+        return None, shifted
+    plain = padded_key_mask(height, width, window_size, 0, like.device).to(like.dtype)
+    return plain, shifted + padded_key_mask(height, width, window_size, shift_size, like.device).to(like.dtype)
+
+
 def adaptive_avg_pool2d(x: torch.Tensor, output_size: int) -> torch.Tensor:
     """``nn.AdaptiveAvgPool2d`` written as two averaging matmuls so it exports with dynamic H/W.
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, shifted_window_mask,
-                     window_partition, window_reverse)
+from .layers import DropPath, Mlp, pad_hw_last, stage_window_masks, window_partition, window_reverse
 from .swin import RelativeWindowAttention
 
 
@@ -41,7 +40,7 @@ class CRFBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, height: int, width: int,
-                mask: torch.Tensor) -> torch.Tensor:
+                mask: torch.Tensor | None) -> torch.Tensor:
         b, _, c = x.shape  # x: B, H*W, C; v: B, H, W, C
         shortcut = x
         x = pad_hw_last(self.norm1(x).view(b, height, width, c), self.window_size)
@@ -53,7 +52,7 @@ class CRFBlock(nn.Module):
         tokens = self.window_size * self.window_size
         x_windows = window_partition(x, self.window_size).reshape(-1, tokens, c)
         v_windows = window_partition(v, self.window_size).reshape(-1, tokens, v.shape[-1])
-        windows = self.attn(x_windows, v_windows, mask=mask if self.shift_size > 0 else None)
+        windows = self.attn(x_windows, v_windows, mask=mask)
         x = window_reverse(windows.view(-1, self.window_size, self.window_size, c), self.window_size,
                            padded_h, padded_w)
         if self.shift_size > 0:
@@ -66,27 +65,28 @@ class CRFBlock(nn.Module):
 class CRFStage(nn.Module):
     """Two CRF blocks (plain, shifted) sharing one value map; official name ``crf_layer``."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 7, depth: int = 2):
+    def __init__(self, dim: int, num_heads: int, window_size: int = 7, depth: int = 2, mask_padding: bool = False):
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
+        self.mask_padding = mask_padding  # hide the windows' zero padding from attention (official: attended)
         self.blocks = nn.ModuleList([
             CRFBlock(dim, num_heads, window_size=window_size, shift_size=0 if i % 2 == 0 else self.shift_size)
             for i in range(depth)])
 
     def forward(self, x: torch.Tensor, v: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        mask = shifted_window_mask(height + pad_amount(height, self.window_size),
-                                   width + pad_amount(width, self.window_size),
-                                   self.window_size, self.shift_size, x.device).to(x.dtype)
+        plain_mask, shifted_mask = stage_window_masks(height, width, self.window_size, self.shift_size,
+                                                      self.mask_padding, x)
         for block in self.blocks:
-            x = block(x, v, height, width, mask)
+            x = block(x, v, height, width, shifted_mask if block.shift_size > 0 else plain_mask)
         return x
 
 
 class NewCRF(nn.Module):
     """One decoder level: project feature (``proj_x``) and message (``proj_v``) to ``embed_dim``, CRF, norm."""
 
-    def __init__(self, input_dim: int, embed_dim: int, v_dim: int, window_size: int = 7, num_heads: int = 4):
+    def __init__(self, input_dim: int, embed_dim: int, v_dim: int, window_size: int = 7, num_heads: int = 4,
+                 mask_padding: bool = False):
         """
         Args:
             input_dim: channels of the backbone feature at this level.
@@ -94,13 +94,14 @@ class NewCRF(nn.Module):
             v_dim: channels of the incoming message (PSP output or pixel-shuffled coarser level).
             window_size: CRF window side (7).
             num_heads: attention heads.
+            mask_padding: hide the windows' zero padding from attention (official: attended).
         """
         super().__init__()
         self.embed_dim = embed_dim
         # Official: projections exist only when the widths differ (e.g. base07 has no proj_x).
         self.proj_x = nn.Conv2d(input_dim, embed_dim, 3, padding=1) if input_dim != embed_dim else None
         self.proj_v = nn.Conv2d(v_dim, embed_dim, 3, padding=1) if v_dim != embed_dim else None
-        self.crf_layer = CRFStage(embed_dim, num_heads, window_size=window_size)
+        self.crf_layer = CRFStage(embed_dim, num_heads, window_size=window_size, mask_padding=mask_padding)
         self.norm_crf = nn.LayerNorm(embed_dim)
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

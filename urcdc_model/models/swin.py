@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, relative_position_index, shifted_window_mask,
+from .layers import (DropPath, Mlp, pad_amount, pad_hw_last, relative_position_index, stage_window_masks,
                      window_partition, window_reverse)
 
 
@@ -77,7 +77,7 @@ def relative_bias(table: torch.Tensor, index: torch.Tensor, tokens: int) -> torc
 
 
 def masked_softmax(attn: torch.Tensor, mask: torch.Tensor | None, num_heads: int) -> torch.Tensor:
-    """Softmax over keys, adding the per-window shift mask (nW, N, N) when given."""
+    """Softmax over keys, adding a per-window mask (nW, N, N), or (nW, 1, N) for keys only, when given."""
     if mask is not None:
         n_windows, n = mask.shape[0], attn.shape[-1]
         attn = attn.view(-1, n_windows, num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
@@ -108,7 +108,8 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, height: int, width: int, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, height: int, width: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """``mask``: this block's attention mask (the stage's shift mask when shifted), or None."""
         b, _, c = x.shape  # B, H*W, C
         shortcut = x
         x = pad_hw_last(self.norm1(x).view(b, height, width, c), self.window_size)
@@ -116,7 +117,7 @@ class SwinBlock(nn.Module):
         if self.shift_size > 0:
             x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
         windows = window_partition(x, self.window_size).reshape(-1, self.window_size * self.window_size, c)
-        windows = self.attn(windows, mask=mask if self.shift_size > 0 else None)
+        windows = self.attn(windows, mask=mask)
         x = window_reverse(windows.view(-1, self.window_size, self.window_size, c), self.window_size,
                            padded_h, padded_w)
         if self.shift_size > 0:
@@ -146,7 +147,7 @@ class SwinStage(nn.Module):
     """``depth`` blocks alternating plain and shifted windows, then optional patch merging."""
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int = 7, mlp_ratio: float = 4.0,
-                 drop_path: Sequence[float] = (), downsample: bool = True):
+                 drop_path: Sequence[float] = (), downsample: bool = True, mask_padding: bool = False):
         """
         Args:
             dim: token channels of this stage.
@@ -156,10 +157,12 @@ class SwinStage(nn.Module):
             mlp_ratio: MLP hidden width / dim.
             drop_path: per-block stochastic-depth rates (zeros when empty).
             downsample: end with ``PatchMerging`` (all stages but the last).
+            mask_padding: hide the windows' zero padding from attention (official: attended).
         """
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
+        self.mask_padding = mask_padding
         rates = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList([
             SwinBlock(dim, num_heads, window_size=window_size, shift_size=0 if i % 2 == 0 else self.shift_size,
@@ -169,11 +172,10 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns (stage output B,H*W,C; merged tokens B,ceil(H/2)*ceil(W/2),2C or None)."""
-        mask = shifted_window_mask(height + pad_amount(height, self.window_size),
-                                   width + pad_amount(width, self.window_size),
-                                   self.window_size, self.shift_size, x.device).to(x.dtype)
+        plain_mask, shifted_mask = stage_window_masks(height, width, self.window_size, self.shift_size,
+                                                      self.mask_padding, x)
         for block in self.blocks:
-            x = block(x, height, width, mask)
+            x = block(x, height, width, shifted_mask if block.shift_size > 0 else plain_mask)
         down = self.downsample(x, height, width) if self.downsample is not None else None
         return x, down
 
@@ -203,7 +205,7 @@ class SwinTransformer(nn.Module):
     def __init__(self, embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, patch_size: int = 4,
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.3, ape_grid: Sequence[int] = (),
-                 ray_focal_px: float = 0.0):
+                 ray_focal_px: float = 0.0, mask_padding: bool = False):
         """
         Args:
             embed_dim: channels of stage 0 (doubled each stage).
@@ -220,6 +222,7 @@ class SwinTransformer(nn.Module):
                 linear embedding of its ray direction, ((u - cx) / f, (v - cy) / f) about the image
                 centre, added after the patch embedding; 0 = none (official). Zero-initialised, so it
                 can be added to trained weights without changing their output.
+            mask_padding: hide each window's zero padding from attention (official: attended).
         """
         super().__init__()
         self.num_features = [embed_dim * 2 ** i for i in range(len(depths))]
@@ -244,7 +247,7 @@ class SwinTransformer(nn.Module):
             first = sum(depths[:i])
             self.layers.append(SwinStage(self.num_features[i], depth, num_heads[i], window_size=window_size,
                                          mlp_ratio=mlp_ratio, drop_path=rates[first:first + depth],
-                                         downsample=i < len(depths) - 1))
+                                         downsample=i < len(depths) - 1, mask_padding=mask_padding))
         for i, channels in enumerate(self.num_features):
             self.add_module(f"norm{i}", nn.LayerNorm(channels))
         self.apply(_init_weights)

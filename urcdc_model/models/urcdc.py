@@ -34,7 +34,8 @@ class CoupledBackbone(SwinTransformer):
     def __init__(self, cfg: ModelConfig):
         super().__init__(embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads,
                          window_size=cfg.window_size, patch_size=cfg.patch_size, mlp_ratio=cfg.mlp_ratio,
-                         drop_path_rate=cfg.drop_path_rate, ape_grid=cfg.ape_grid, ray_focal_px=cfg.ray_focal_px)
+                         drop_path_rate=cfg.drop_path_rate, ape_grid=cfg.ape_grid, ray_focal_px=cfg.ray_focal_px,
+                         mask_padding=cfg.mask_window_padding)
         self.base_model: DenseNetFeatures | None = None
         if cfg.with_cnn:
             self.base_model = DenseNetFeatures(growth_rate=cfg.cnn_growth_rate, block_config=cfg.cnn_block_config,
@@ -105,7 +106,8 @@ class URCDCDepth(nn.Module):
         self.backbone = CoupledBackbone(cfg)
         for k in (3, 2, 1, 0):
             self.add_module(f"crf{k}", NewCRF(input_dim=swin_ch[k], embed_dim=crf_dims[k], v_dim=v_dims[k],
-                                              window_size=cfg.crf_window_size, num_heads=cfg.crf_num_heads[k]))
+                                              window_size=cfg.crf_window_size, num_heads=cfg.crf_num_heads[k],
+                                              mask_padding=cfg.mask_window_padding))
         self.decoder = PSPHead(swin_ch[3], channels=cfg.psp_channels, pool_scales=cfg.psp_pool_scales,
                                gn_groups=cfg.psp_gn_groups)
         if cfg.up_mode == "mask":
