@@ -46,3 +46,24 @@ def test_bad_inputs_are_one_line(tmp_path, capsys, problem):
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert ("not the same model" if problem == "other_model" else "within [0, 1]") in err
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_a_checkpoint_without_b_s_ray_embedding_counts_as_zeros_there(tmp_path):
+    """B fine-tuned from A with a ray embedding added (zero-initialised): the average needs no script."""
+    a = _checkpoint(tmp_path / "a.safetensors", 0)
+    torch.manual_seed(1)
+    cfg_b = dataclasses.replace(ModelConfig.from_name("nano"), with_cnn=False, max_depth=80.0, ray_focal_px=185.9)
+    model_b = URCDCDepth(cfg_b)
+    torch.nn.init.normal_(model_b.backbone.ray_embed.weight)            # trained: no longer zero
+    b = save_model(tmp_path / "b.safetensors", model_b, cfg_b, meta={})
+    out = tmp_path / "c.safetensors"
+    assert main([str(a), str(b), "--weight", "0.25", "--output", str(out)]) == 0
+    state_a, _, _ = read_checkpoint(a)
+    state_b, _, _ = read_checkpoint(b)
+    state_c, _, _ = read_checkpoint(out)
+    assert "backbone.ray_embed.weight" not in state_a
+    torch.testing.assert_close(state_c["backbone.ray_embed.weight"], 0.25 * state_b["backbone.ray_embed.weight"])
+    key = "backbone.patch_embed.proj.weight"
+    torch.testing.assert_close(state_c[key], 0.75 * state_a[key] + 0.25 * state_b[key])
+    # the other way round (B lacks what A has) still is not the same model
+    assert main([str(b), str(a), "--output", str(tmp_path / "d.safetensors")]) == 1

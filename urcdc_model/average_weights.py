@@ -8,6 +8,7 @@ ICML 2022) keeps part of what each end point does well: the embedded default's s
 is chosen on validation scenes, never on the benchmark's.
 
 The output keeps B's model config and metadata and records where it came from (``weight_average``).
+B may have a zero-initialised module A lacks (a ray embedding added in B's fine-tune): A counts as zeros there.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 from urcdc_model import cli
 from urcdc_model.checkpoints import CheckpointError, load_state_dict, read_checkpoint, save_model
 from urcdc_model.deploy.files import file_sha256
-from urcdc_model.models import URCDCDepth
+from urcdc_model.models import URCDCDepth, with_zero_initialised_weights
 from urcdc_model.models.config import ModelConfig
 
 
@@ -32,13 +33,15 @@ def average_checkpoints(path_a: str | Path, path_b: str | Path, weight_b: float,
     state_b, config_b, meta_b = read_checkpoint(path_b)
     if config_b is None:
         raise CheckpointError(f"{path_b}: no model config stored; B must be a checkpoint our trainer wrote")
+    cfg = ModelConfig.from_dict(config_b)
+    model = URCDCDepth(cfg)
+    # B fine-tuned with a module A predates (the ray embedding): A's weights mean that module at zero
+    state_a = with_zero_initialised_weights(model, state_a)
     if set(state_a) != set(state_b) or any(state_a[k].shape != state_b[k].shape for k in state_b):
         raise CheckpointError(f"{path_a} and {path_b} are not the same model (their weights differ in names or "
                               "shapes); average two checkpoints of one fine-tuning run")
     averaged = {key: torch.lerp(state_a[key].float(), value.float(), weight_b).to(value.dtype)
                 if value.is_floating_point() else value for key, value in state_b.items()}
-    cfg = ModelConfig.from_dict(config_b)
-    model = URCDCDepth(cfg)
     load_state_dict(model, averaged)
     meta = {**meta_b, "weight_average": {"a": Path(path_a).name, "a_sha256": file_sha256(path_a),
                                          "b": Path(path_b).name, "b_sha256": file_sha256(path_b),

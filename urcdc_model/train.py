@@ -29,7 +29,7 @@ from tqdm import tqdm
 from urcdc_model import cli
 from urcdc_model.checkpoints import load_state_dict, load_swin_imagenet, read_checkpoint, save_model
 from urcdc_model.losses import URCDCLoss
-from urcdc_model.models import URCDCDepth
+from urcdc_model.models import URCDCDepth, with_zero_initialised_weights
 from urcdc_model.training.config import TrainConfig
 from urcdc_model.training.data import (ResumableDistributedSampler, SampleSeededDataset, WindowCollate,
                                        build_datasets, canonical_camera)
@@ -102,10 +102,7 @@ class Trainer:
         if config.model.init_checkpoint and not resume:
             # Fine-tuning: every key of both branches must match, so a wrong variant fails loudly.
             state, _, _ = read_checkpoint(config.model.init_checkpoint)
-            ray_embed = self.model.backbone.ray_embed
-            if ray_embed is not None:  # it starts at zero: adding it to weights without one keeps their output
-                state = {**{f"backbone.ray_embed.{k}": v for k, v in ray_embed.state_dict().items()}, **state}
-            load_state_dict(self.model, state)
+            load_state_dict(self.model, with_zero_initialised_weights(self.model, state))
             if self.dist.is_main:
                 print(f"[train] initial weights from {config.model.init_checkpoint}", flush=True)
         if config.model.swin_imagenet_checkpoint and not resume:

@@ -154,6 +154,19 @@ class URCDCDepth(nn.Module):
         return out
 
 
+def with_zero_initialised_weights(model: URCDCDepth, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` plus the model's zero-initialised modules it lacks (the ray embedding), taken from ``model``.
+
+    Such a module adds nothing until trained, so weights without it mean the same as with it at zero:
+    fine-tuning and weight averaging can start from checkpoints that predate it.
+    """
+    ray_embed = model.backbone.ray_embed
+    if ray_embed is None:
+        return dict(state)
+    zeros = {f"backbone.ray_embed.{key}": torch.zeros_like(value) for key, value in ray_embed.state_dict().items()}
+    return {**zeros, **state}
+
+
 def build_model(name: str, max_depth: float | None = None, with_cnn: bool = True,
                 dgr_positions: tuple[str, ...] = ()) -> URCDCDepth:
     """Build a named variant (tiny07, base07, large07, nano) with optional overrides."""
