@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from urcdc_model.data.cameras import CameraSampling
 from urcdc_model.losses import LossConfig
 from urcdc_model.models import ModelConfig
 
@@ -75,9 +76,10 @@ class DataSection:
     # "random" = synthetic frames from random cameras (urcdc_model.data.cameras), then the plan.
     cameras: str = "fixed"
     canonical_focal_px: float = 0.0       # focal (px) at height x width; 0 = the dataset's camera at that width
-    base_camera_fraction: float = 0.2     # random: share of frames from the dataset's own camera
-    render_scale_range: list[float] = field(default_factory=lambda: [0.7, 2.5])  # rendered / network size
-    aspect_range: list[float] = field(default_factory=lambda: [1.3, 3.4])       # random: width / height
+    # random cameras (urcdc_model.data.cameras.CameraSampling, whose defaults these are)
+    base_camera_fraction: float = CameraSampling.base_camera_fraction   # share from the dataset's own camera
+    render_scale_range: list[float] = field(default_factory=lambda: list(CameraSampling.render_scale_range))
+    aspect_range: list[float] = field(default_factory=lambda: list(CameraSampling.aspect_range))  # width / height
     window_sizes: list[list[int]] = field(default_factory=list)  # training windows [h, w], one per batch;
     #                                       [] = [[height, width]]; only with cameras canonical / random
     whole_frame_fraction: float = 0.0     # share of batches that are one whole network input, as inference sees it
