@@ -119,7 +119,9 @@ class Probe:
     def wait_connected(self, process, log: Path) -> None:
         def connected():
             assert process.poll() is None, f"node exited:\n{log.read_text()[-3000:]}"
-            return (self.image_pub.get_subscription_count() > 0
+            # camera_info too: a copy sent before its subscription matched is lost, leaving the node
+            # on the fallback field of view (depth but no cloud)
+            return (self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0
                     and all(s.get_publisher_count() > 0 for s in self.subscriptions))
         assert self.spin_until(connected, STARTUP_TIMEOUT_S), f"node not connected:\n{log.read_text()[-3000:]}"
 
