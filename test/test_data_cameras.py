@@ -113,6 +113,27 @@ def test_whole_frame_batches_are_the_first_sample_uncropped():
     assert 60 < whole < 140 and shapes.count((2, 3, 24, 32)) == 200 - whole
 
 
+def test_padded_whole_frames_replicate_the_edges_and_carry_no_labels_there():
+    image = torch.rand(3, 40, 48)
+    sample = {"image": image, "image_cnn": image.clone(), "depth": image[:1] + 1, "focal": 1.0}
+    torch.manual_seed(1)
+    shapes = set()
+    for _ in range(30):
+        batch = WindowCollate([(32, 32)], whole_frame_fraction=1.0, whole_frame_padding_px=12)([sample])
+        _, _, height, width = batch["image"].shape
+        assert height % 8 == 0 and width % 8 == 0 and 40 <= height <= 40 + 24 + 7 and 48 <= width <= 48 + 24 + 7
+        labelled = (batch["depth"][0, 0] > 0).nonzero()
+        top, left = labelled.min(0).values.tolist()
+        # the frame itself sits unchanged inside; labels only there; padding copies the nearest edge pixel
+        assert torch.equal(batch["image"][0, :, top:top + 40, left:left + 48], image)
+        assert torch.equal(batch["depth"][0, :, top:top + 40, left:left + 48], sample["depth"])
+        assert int((batch["depth"] > 0).sum()) == 40 * 48
+        assert torch.equal(batch["image"][0, :, :top + 1, left], image[:, :1, 0].expand(-1, top + 1))
+        assert torch.equal(batch["image_cnn"], batch["image"])
+        shapes.add((height, width))
+    assert len(shapes) > 3                                      # the padding is drawn afresh
+
+
 def test_kitti_training_frames_go_through_the_plan(tmp_path, shared_data):
     root = shared_data / "kitti_depth_annotated"
     focal = json.loads((root / "intrinsics.json").read_text())["fx"]

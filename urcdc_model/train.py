@@ -136,7 +136,8 @@ class Trainer:
         if config.data.cameras != "fixed":
             collate = WindowCollate(config.data.window_sizes or [(config.data.height, config.data.width)],
                                     max_batch_pixels=self.batch_per_process * config.data.height * config.data.width,
-                                    whole_frame_fraction=config.data.whole_frame_fraction)
+                                    whole_frame_fraction=config.data.whole_frame_fraction,
+                                    whole_frame_padding_px=config.data.whole_frame_padding_px)
         # A private generator keeps DataLoader from drawing on the global RNG when an iterator starts.
         self.loader = DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=self.sampler,
                                  num_workers=config.data.num_workers, drop_last=True, collate_fn=collate,

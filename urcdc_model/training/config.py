@@ -83,6 +83,7 @@ class DataSection:
     window_sizes: list[list[int]] = field(default_factory=list)  # training windows [h, w], one per batch;
     #                                       [] = [[height, width]]; only with cameras canonical / random
     whole_frame_fraction: float = 0.0     # share of batches that are one whole network input, as inference sees it
+    whole_frame_padding_px: int = 0       # those whole frames padded by 0..this many more pixels per side
     # synthetic street: distance range of the building that ends half the training streets (validation
     # and evaluation scenes keep 50-130 m); nearer ones teach a wall ahead (dead ends, T-junctions)
     cross_building_range_m: list[float] = field(default_factory=lambda: [50.0, 130.0])
@@ -102,6 +103,8 @@ class DataSection:
                                  f"got {window}")
         if not 0.0 <= self.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
+        if not 0 <= self.whole_frame_padding_px <= 256:
+            raise ValueError(f"whole_frame_padding_px must be within [0, 256], got {self.whole_frame_padding_px}")
         for name in ("render_scale_range", "aspect_range", "cross_building_range_m"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:

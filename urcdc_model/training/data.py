@@ -81,6 +81,20 @@ def _window_origin(size: int, window: int) -> int:
     return int(torch.randint(0, size - window + 1, ()))
 
 
+def _pad_sample(sample: dict, max_px: int, multiple: int = 8) -> dict:
+    """The sample with 0..max_px more pixels per side: images edge-replicated, depth 0 (no label)."""
+    top, left, bottom, right = (int(v) for v in torch.randint(0, max_px + 1, (4,)))
+    height, width = sample["image"].shape[1:]
+    bottom += -(height + top + bottom) % multiple
+    right += -(width + left + right) % multiple
+    padded = dict(sample)
+    for key in ("image", "image_cnn"):
+        if key in sample:
+            padded[key] = torch.nn.functional.pad(sample[key][None], (left, right, top, bottom), mode="replicate")[0]
+    padded["depth"] = torch.nn.functional.pad(sample["depth"], (left, right, top, bottom))
+    return padded
+
+
 class WindowCollate:
     """Batches network-size samples of different sizes: one training window per batch, random place.
 
@@ -94,19 +108,27 @@ class WindowCollate:
     Shrinking to the smallest sample means tall frames are rarely seen whole: a batch-mate from a wide
     camera cuts them to its height. With ``whole_frame_fraction`` that share of batches is the first
     sample alone, uncropped: exactly the network input inference gives for that camera.
+
+    ``whole_frame_padding_px`` > 0 pads those whole frames further, as the inference plan pads (edge
+    replication, no labels), by 0..that many pixels per side, to a multiple of 8. The default model's
+    scale moves with the padding the plan adds (docs/BENCHMARKS.md, issue 12): this shows it more.
     """
 
     def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None,
-                 whole_frame_fraction: float = 0.0):
+                 whole_frame_fraction: float = 0.0, whole_frame_padding_px: int = 0):
         if not window_sizes:
             raise ValueError("WindowCollate needs at least one window size")
         self.window_sizes = [(int(h), int(w)) for h, w in window_sizes]
         self.max_batch_pixels = max_batch_pixels
         self.whole_frame_fraction = whole_frame_fraction
+        self.whole_frame_padding_px = int(whole_frame_padding_px)
 
     def __call__(self, samples: list[dict]) -> dict:
         if self.whole_frame_fraction and float(torch.rand(())) < self.whole_frame_fraction:
-            return default_collate(samples[:1])
+            sample = samples[0]
+            if self.whole_frame_padding_px:
+                sample = _pad_sample(sample, self.whole_frame_padding_px)
+            return default_collate([sample])
         height, width = self.window_sizes[int(torch.randint(0, len(self.window_sizes), ()))]
         if self.max_batch_pixels:
             samples = samples[:max(1, self.max_batch_pixels // (height * width))]
