@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from urcdc_model.deploy.geometry import (DEFAULT_BUDGET_FACTOR, DEFAULT_STRIDE, CanonicalCamera, check_intrinsics,
-                                         plan_input, resize)
+from urcdc_model.deploy.geometry import (DEFAULT_BUDGET_FACTOR, DEFAULT_STRIDE, TTA_STRIDE, CanonicalCamera,
+                                         check_intrinsics, mirror_intrinsics, plan_input, resize)
 from urcdc_model.deploy.intrinsics import (centred_intrinsics, intrinsics_matrix, parse_intrinsics_values,
                                            read_camera_info_yaml)
 
@@ -95,6 +95,27 @@ def test_padding_is_centred_and_cropping_undoes_it_exactly(camera):
         np.testing.assert_array_equal(net[0], net[top])
     if left:
         np.testing.assert_array_equal(net[:, 0], net[:, left])
+
+
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_the_tta_padding_pads_rows_and_columns_to_their_own_multiples_and_keeps_the_scale(camera):
+    height, width, fx, fy, cx, cy = camera
+    k = intrinsics_matrix(fx, fy, cx, cy)
+    plain = plan_input((height, width), CANONICAL, k)
+    tta = plan_input((height, width), CANONICAL, mirror_intrinsics(k, width), stride=TTA_STRIDE)
+    assert tta.resized_hw == plain.resized_hw and tta.depth_scale == plain.depth_scale
+    assert tta.network_hw[0] % TTA_STRIDE[0] == 0 and tta.network_hw[1] % TTA_STRIDE[1] == 0
+    assert all(0 <= n - r < m for n, r, m in zip(tta.network_hw, tta.resized_hw, TTA_STRIDE))
+    rgb = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(tta.crop_padding(tta.image_to_network(rgb)), resize(rgb, tta.resized_hw, area=True))
+
+
+def test_mirrored_intrinsics_put_the_principal_point_on_the_mirrored_column():
+    k = np.array([[700.0, 0, 600.5], [0, 690.0, 170.0], [0, 0, 1]])
+    mirrored = mirror_intrinsics(k, 1242)
+    assert mirrored[0, 2] == 1242 - 1 - 600.5 and mirrored[1, 2] == 170.0 and mirrored[0, 0] == 700.0
+    np.testing.assert_array_equal(mirror_intrinsics(mirrored, 1242), k)
+    assert k[0, 2] == 600.5                                     # the input is not changed
 
 
 @pytest.mark.parametrize("camera", CAMERAS)

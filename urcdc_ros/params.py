@@ -47,7 +47,8 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
               min_value=0, max_value=8192, read_only=True),
     ParamSpec("num_threads", 0, "CPU threads for onnxruntime; 0 = all cores", min_value=0, max_value=256,
               read_only=True),
-    ParamSpec("flip_tta", False, "Average with the prediction on the mirrored image (better depth, 2x the time)"),
+    ParamSpec("flip_tta", False, "Blend with the prediction on the mirrored, differently padded image "
+              "(better depth, 2x the time)"),
     ParamSpec("max_depth_m", 0.0, "Depths beyond this are published as +Inf (REP 117 'too far') and left out "
               "of the cloud; 0 = no limit beyond the model's own", min_value=0.0, max_value=1000.0),
     ParamSpec("publish_depth", True, "Publish 'depth' (32FC1 metres) and 'depth/camera_info'"),

@@ -10,7 +10,8 @@ The same maths as :class:`urcdc_model.deploy.geometry.InputPlan` (``image_to_net
   factors); bilinear with half-pixel centres when enlarging (cv2's INTER_LINEAR); rounded to whole
   grey levels like cv2's uint8 result;
 - centred edge padding (``F.pad(mode="replicate")`` = ``cv2.BORDER_REPLICATE``), ImageNet normalisation;
-- back: crop the padding, bilinear resize to the frame, depth scale; flip TTA blended on the device.
+- back: crop the padding, bilinear resize to the frame, depth scale (flip TTA: the runtime runs a
+  second plan and blends on the host).
 
 On a CPU this path brings nothing (cv2 is faster), so DepthRuntime uses it only on CUDA, with
 backends that take device tensors (torch, TensorRT). test_device_io checks it against the NumPy path
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from urcdc_model.deploy.geometry import InputPlan
-from urcdc_model.inference import flip_blend
 from urcdc_model.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -81,16 +81,12 @@ class DeviceFrameIO:
         out = cropped[0, 0]
         return out * float(plan.depth_scale) if plan.depth_scale != 1.0 else out
 
-    def infer(self, run_tensor, rgb_uint8_hwc: np.ndarray, plan: InputPlan, max_depth_m: float,
-              flip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, run_tensor, rgb_uint8_hwc: np.ndarray, plan: InputPlan, max_depth_m: float
+              ) -> tuple[np.ndarray, np.ndarray]:
         """``run_tensor(1×3×h×w) -> (depth, uncertainty)`` 1×1×h×w device tensors, wrapped in the plan's
         geometry; returns host float32 H×W maps (one device → host copy each)."""
         image = self.frame_to_network(rgb_uint8_hwc, plan)
         depth, uncertainty = run_tensor(image)
-        if flip_tta:
-            depth_flip, uncertainty_flip = run_tensor(torch.flip(image, [3]).contiguous())
-            depth, uncertainty = flip_blend(depth.float(), depth_flip.float()), flip_blend(
-                uncertainty.float(), uncertainty_flip.float())
         depth_m, uncertainty_m = self.network_to_frame(depth, plan), self.network_to_frame(uncertainty, plan)
         if plan.depth_scale > 1.0:  # the model's range is [0, max_depth]; scaled beyond it means "far"
             depth_m, uncertainty_m = depth_m.clamp(max=max_depth_m), uncertainty_m.clamp(max=max_depth_m)

@@ -31,7 +31,8 @@ from urcdc_model.deploy.backends import Backend, OnnxRuntimeBackend, TensorRTBac
 from urcdc_model.deploy.device_io import DeviceFrameIO
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.files import default_cache_dir
-from urcdc_model.deploy.geometry import CanonicalCamera, InputPlan, canonical_camera_from_meta, plan_input
+from urcdc_model.deploy.geometry import (DEFAULT_STRIDE, TTA_STRIDE, CanonicalCamera, InputPlan,
+                                        canonical_camera_from_meta, mirror_intrinsics, plan_input)
 from urcdc_model.deploy.graph import DeployModel
 from urcdc_model.deploy.onnx_export import ONNX_OPSET, cached_onnx_export, read_onnx_metadata
 from urcdc_model.deploy.precision import PRECISIONS, cached_converted_onnx
@@ -224,13 +225,15 @@ class DepthRuntime:
 
     # -- geometry -------------------------------------------------------------------------------
 
-    def plan(self, frame_hw: tuple[int, int], intrinsics=None) -> InputPlan:
+    def plan(self, frame_hw: tuple[int, int], intrinsics=None,
+             stride: int | tuple[int, int] = DEFAULT_STRIDE) -> InputPlan:
         """The input plan for a frame size and camera (cached: a camera's plan is made once)."""
         k = None if intrinsics is None else np.asarray(intrinsics, dtype=np.float64)
-        key = (tuple(frame_hw), None if k is None else k.tobytes())
+        key = (tuple(frame_hw), None if k is None else k.tobytes(), stride)
         plan = self._plans.get(key)
         if plan is None:
-            plan = plan_input(frame_hw, self.canonical, k, max_pixels=self.max_pixels, network_hw=self.network_size)
+            plan = plan_input(frame_hw, self.canonical, k, stride=stride, max_pixels=self.max_pixels,
+                              network_hw=self.network_size)
             self._plans[key] = plan
             if len(self._plans) > MAX_CACHED_PLANS:
                 self._plans.popitem(last=False)
@@ -262,22 +265,30 @@ class DepthRuntime:
         Args:
             intrinsics: the frame's 3×3 K (pixels of this image), or None for the fallback (the
                 training images' field of view).
-            flip_tta: also run the mirrored input and blend both as the official test script does
-                (on the network grid, so the padding mirrors exactly); twice the network time.
+            flip_tta: also run the mirrored frame, padded to other multiples (``TTA_STRIDE``), and blend
+                both with the official test script's border blend; twice the network time.
         Raises:
             ValueError: not a uint8 RGB image, or intrinsics that cannot describe this frame.
         """
         _check_rgb(rgb_uint8_hwc)
         plan = self.plan(rgb_uint8_hwc.shape[:2], intrinsics)
-        engine = self._engine(plan.network_hw)
-        if self._device_io is not None and hasattr(engine, "run_tensor"):
-            return self._device_io.infer(engine.run_tensor, rgb_uint8_hwc, plan, self.max_depth, flip_tta)
-        image = normalize_rgb_array(plan.image_to_network(rgb_uint8_hwc))[None]
-        depth_m, uncertainty_m = engine.run(image)
+        depth_m, uncertainty_m = self._infer_plan(rgb_uint8_hwc, plan)
         if flip_tta:
-            depth_flip, uncertainty_flip = engine.run(np.ascontiguousarray(image[..., ::-1]))
+            # The second padding puts the window grid elsewhere on the content (geometry.TTA_STRIDE).
+            width = rgb_uint8_hwc.shape[1]
+            mirrored = self.plan(rgb_uint8_hwc.shape[:2], mirror_intrinsics(plan.intrinsics, width), stride=TTA_STRIDE)
+            depth_flip, uncertainty_flip = self._infer_plan(np.ascontiguousarray(rgb_uint8_hwc[:, ::-1]), mirrored)
             depth_m = flip_blend_array(depth_m, depth_flip)
             uncertainty_m = flip_blend_array(uncertainty_m, uncertainty_flip)
+        return depth_m, uncertainty_m
+
+    def _infer_plan(self, rgb_uint8_hwc: np.ndarray, plan: InputPlan) -> tuple[np.ndarray, np.ndarray]:
+        """One network pass through ``plan``: depth and uncertainty in metres on the frame's grid."""
+        engine = self._engine(plan.network_hw)
+        if self._device_io is not None and hasattr(engine, "run_tensor"):
+            return self._device_io.infer(engine.run_tensor, rgb_uint8_hwc, plan, self.max_depth)
+        image = normalize_rgb_array(plan.image_to_network(rgb_uint8_hwc))[None]
+        depth_m, uncertainty_m = engine.run(image)
         depth_m, uncertainty_m = plan.output_to_frame(depth_m), plan.output_to_frame(uncertainty_m)
         if plan.depth_scale > 1.0:  # the model's range is [0, max_depth]; scaled beyond it means "far"
             np.minimum(depth_m, self.max_depth, out=depth_m)
