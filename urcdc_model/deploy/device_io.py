@@ -1,5 +1,5 @@
-"""Pre- and post-processing on the inference device: the uint8 frame crosses to the GPU once, the
-depth and uncertainty maps come back once.
+"""Pre- and post-processing on the inference device: per network pass the uint8 frame crosses to the
+GPU once and the depth and uncertainty maps come back once (flip TTA is two passes).
 
 The same maths as :class:`urcdc_model.deploy.geometry.InputPlan` (``image_to_network`` /
 ``output_to_frame``) and ``normalize_rgb_array``, in torch ops on the plan's sizes:
