@@ -10,7 +10,8 @@ pixel grid and scaled for the focal length the network saw, exactly as ``DepthRu
 for the ROS node. Give the camera with ``--intrinsics`` or a ROS camera_info YAML (``--camera-info``;
 P is used when set, as the node does); without either the image is assumed to have the training
 images' horizontal field of view (said on stderr). Flip test-time augmentation is the official
-border-blended mean (``--no-flip-tta`` turns it off). ``--kb-crop`` predicts on the KITTI benchmark crop
+border-blended mean, its mirrored pass padded to other multiples (``DepthRuntime.infer``; none on the
+KITTI benchmark crop; ``--no-flip-tta`` turns it off). ``--kb-crop`` predicts on the KITTI benchmark crop
 (bottom-centre 352 x 1216) and writes it into a full-size map with 0 (= no depth) outside, like the
 official KITTI evaluation.
 """
