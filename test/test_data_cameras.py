@@ -73,6 +73,29 @@ def test_depth_labels_are_divided_by_the_depth_scale_and_clipped():
     assert focal == pytest.approx(CANONICAL.focal_px * plan.depth_scale, rel=0.01)
 
 
+def test_size_jitter_shows_the_frame_larger_or_smaller_with_labels_that_follow():
+    """network_scale_range: the frame at a random scale × its plan size; depth labels / that scale (exact)."""
+    dataset = SyntheticDepthDataset(1, seed=10, train=True, canonical=CANONICAL, cameras=CameraSampling(),
+                                    cache_frames=True, network_scale_range=(0.8, 1.25))
+    frame = dataset.frame(0)
+    plan = plan_input(frame.rgb.shape[:2], CANONICAL, frame.intrinsics)
+    near = np.abs(frame.depth_m - 10.0) < 5.0
+    scales = set()
+    for _ in range(6):
+        sample = dataset[0]
+        focal_ratio = sample["focal"] / plan.network_intrinsics[0, 0]
+        assert 0.78 < focal_ratio < 1.27
+        scales.add(round(focal_ratio, 3))
+        # a larger view (focal ratio r) of the same scene is labelled r× nearer: median label × r unchanged
+        labels = sample["depth"][0].numpy()
+        ratio = np.median(labels[labels > 0]) * focal_ratio / np.median(plan.depth_to_network(frame.depth_m)[
+            plan.depth_to_network(frame.depth_m) > 0])
+        assert ratio == pytest.approx(1.0, abs=0.1)
+    assert len(scales) > 1 and near.any()
+    with pytest.raises(ValueError, match="network_scale_range"):
+        SyntheticDepthDataset(1, canonical=CANONICAL, network_scale_range=(1.2, 0.9))
+
+
 def test_window_collate_crops_one_window_per_batch():
     def sample(height, width):
         image = torch.arange(3 * height * width, dtype=torch.float32).reshape(3, height, width)

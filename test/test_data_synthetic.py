@@ -87,6 +87,22 @@ def test_a_nearer_cross_building_range_moves_only_that_building():
             [x[:6] for x in b.boxes if x not in cross_building(b)]
 
 
+def test_the_closed_street_share_changes_only_whether_a_street_ends():
+    from urcdc_model.data.scenes import make_street_scene
+
+    def cross_building(scene):
+        return [b[:6] for b in scene.boxes if b[6] == FACADE and b[1] - b[0] > 100]
+
+    seeds = range(40)
+    half = [make_street_scene(np.random.default_rng([s, 0])) for s in seeds]
+    most = [make_street_scene(np.random.default_rng([s, 0]), cross_building_probability=0.9) for s in seeds]
+    assert sum(map(bool, map(cross_building, most))) > sum(map(bool, map(cross_building, half)))
+    for a, b in zip(half, most):
+        assert [x[:6] for x in a.boxes if x[:6] not in cross_building(a)] == \
+            [x[:6] for x in b.boxes if x[:6] not in cross_building(b)]
+        assert not cross_building(a) or cross_building(a) == cross_building(b)   # an ended street stays ended
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_street_frames_are_plausible(seed):
     frame = render_frame(seed, kind="street", height=HEIGHT, width=WIDTH)

@@ -18,6 +18,12 @@ from urcdc_model.deploy.intrinsics import (centred_intrinsics, intrinsics_matrix
 # the default model's canonical camera: KITTI's focal scaled to its 96x320 training input
 CANONICAL = CanonicalCamera(721.5377 * 320 / 1242, (96, 320))
 BUDGET_PX = DEFAULT_BUDGET_FACTOR * 96 * 320
+STRIDE_HW = (DEFAULT_STRIDE, DEFAULT_STRIDE) if isinstance(DEFAULT_STRIDE, int) else DEFAULT_STRIDE
+
+
+def _padding_px_bound(network_hw: tuple[int, int]) -> int:
+    """Most pixels the stride padding can add to an image inside the budget (a strip per axis)."""
+    return STRIDE_HW[0] * network_hw[1] + STRIDE_HW[1] * network_hw[0]
 
 # (height, width, fx, fy, cx, cy): the benchmark's spread of cameras, non-square pixels and an off-centre point
 CAMERAS = [
@@ -53,8 +59,8 @@ def test_the_canonical_resize_keeps_the_aspect_and_makes_the_canonical_focal(cam
     # the focal the network sees is the canonical one, times the depth scale (1 unless the budget/min size acts)
     assert math.sqrt(k_net[0, 0] * k_net[1, 1]) == pytest.approx(plan.depth_scale * CANONICAL.focal_px, rel=1e-9)
     assert plan.depth_scale == pytest.approx(1.0, rel=2.0 / min(resized_h, resized_w)) or plan.depth_scale < 1.0
-    assert all(n % DEFAULT_STRIDE == 0 for n in plan.network_hw)
-    assert plan.network_hw[0] * plan.network_hw[1] <= BUDGET_PX + DEFAULT_STRIDE * sum(plan.network_hw)
+    assert plan.network_hw[0] % STRIDE_HW[0] == 0 and plan.network_hw[1] % STRIDE_HW[1] == 0
+    assert plan.network_hw[0] * plan.network_hw[1] <= BUDGET_PX + _padding_px_bound(plan.network_hw)
 
 
 @pytest.mark.parametrize("camera", CAMERAS)
@@ -110,6 +116,21 @@ def test_the_tta_padding_pads_rows_and_columns_to_their_own_multiples_and_keeps_
     np.testing.assert_array_equal(tta.crop_padding(tta.image_to_network(rgb)), resize(rgb, tta.resized_hw, area=True))
 
 
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_a_scaled_plan_shows_the_camera_at_that_scale_and_says_so_in_the_depth_scale(camera):
+    height, width, fx, fy, cx, cy = camera
+    k = intrinsics_matrix(fx, fy, cx, cy)
+    plain = plan_input((height, width), CANONICAL, k)
+    larger = plan_input((height, width), CANONICAL, k, scale=1.15)
+    tolerance = 2.0 / min(plain.resized_hw)                    # pixel rounding
+    assert larger.depth_scale == pytest.approx(1.15 * plain.depth_scale, rel=tolerance)
+    assert larger.resized_hw[0] == pytest.approx(1.15 * plain.resized_hw[0], abs=1)
+    assert larger.network_intrinsics[0, 0] == pytest.approx(larger.depth_scale * CANONICAL.focal_px, rel=tolerance)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="scale must be a positive number"):
+            plan_input((height, width), CANONICAL, k, scale=bad)
+
+
 def test_mirrored_intrinsics_put_the_principal_point_on_the_mirrored_column():
     k = np.array([[700.0, 0, 600.5], [0, 690.0, 170.0], [0, 0, 1]])
     mirrored = mirror_intrinsics(k, 1242)
@@ -146,7 +167,7 @@ def test_the_training_camera_is_the_identity():
 def test_an_8k_frame_stays_inside_the_compute_budget(focal_px):
     plan = plan_input((4320, 7680), CANONICAL, centred_intrinsics(focal_px, (4320, 7680)))
     network_px = plan.network_hw[0] * plan.network_hw[1]
-    assert network_px <= BUDGET_PX + DEFAULT_STRIDE * sum(plan.network_hw)
+    assert network_px <= BUDGET_PX + _padding_px_bound(plan.network_hw)
     assert min(plan.resized_hw) >= 64                      # and never too small for the coarsest features
     assert plan.resized_hw[1] / plan.resized_hw[0] == pytest.approx(7680 / 4320, rel=0.05)
     if focal_px == 500.0:                                   # wide: the budget shrinks it, the scale follows

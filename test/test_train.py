@@ -130,6 +130,18 @@ def test_near_cross_buildings_reach_training_scenes_only_and_bad_ranges_are_refu
                 _tiny_config(data={name: bad})
 
 
+def test_size_jitter_and_closed_street_share_reach_training_scenes_only(tmp_path):
+    trainer = Trainer(_tiny_config(data={"cameras": "random", "network_scale_range": [0.9, 1.1],
+                                         "cross_building_probability": 0.8}), tmp_path, progress=False)
+    assert trainer.train_set.dataset.network_scale_range == (0.9, 1.1)
+    assert trainer.train_set.dataset.cross_building_probability == 0.8
+    assert trainer.val_set.network_scale_range == (1.0, 1.0) and trainer.val_set.cross_building_probability == 0.5
+    with pytest.raises(ValueError, match="network_scale_range must be"):
+        _tiny_config(data={"network_scale_range": [1.2, 0.9]})
+    with pytest.raises(ValueError, match="cross_building_probability must be within"):
+        _tiny_config(data={"cross_building_probability": 1.5})
+
+
 def test_the_random_cameras_aspect_range_reaches_the_camera_sampling(tmp_path):
     trainer = Trainer(_tiny_config(data={"cameras": "random", "aspect_range": [1.3, 2.0]}), tmp_path, progress=False)
     assert trainer.train_set.dataset.cameras.aspect_range == (1.3, 2.0)

@@ -79,13 +79,15 @@ def base_camera_size(canonical: CanonicalCamera, full_size: tuple[int, int], rng
 
 
 def frame_to_network(rgb: np.ndarray, depth_m: np.ndarray, intrinsics: np.ndarray, canonical: CanonicalCamera,
-                     max_depth_m: float) -> tuple[np.ndarray, np.ndarray, float]:
+                     max_depth_m: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
     """(network image, network-scale depth labels, focal px of the network image) through the inference plan.
 
-    Labels are clipped to ``max_depth_m``: a frame shrunk by the compute budget (depth_scale < 1) would
-    otherwise ask for sky and far depth beyond what the network can output.
+    ``scale`` != 1 shows the frame a little larger or smaller than inference would (size jitter); the
+    labels follow through depth_scale, so they stay exact. Labels are clipped to ``max_depth_m``: a frame
+    shrunk by the compute budget (depth_scale < 1) would otherwise ask for sky and far depth beyond what
+    the network can output.
     """
-    plan = plan_input(rgb.shape[:2], canonical, intrinsics)
+    plan = plan_input(rgb.shape[:2], canonical, intrinsics, scale=scale)
     image = plan.image_to_network(rgb)
     depth = np.minimum(plan.depth_to_network(depth_m), np.float32(max_depth_m))
     return image, depth, float(plan.network_intrinsics[0, 0])

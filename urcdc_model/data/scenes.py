@@ -114,14 +114,17 @@ def _add_building_row(scene: Scene, rng: np.random.Generator, side: int, inner_x
 
 
 CROSS_BUILDING_RANGE_M = (50.0, 130.0)    # where half the streets end at a building across them
+CROSS_BUILDING_PROBABILITY = 0.5
 
 
 def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z_m: float = -15.0,
-                      cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M) -> Scene:
+                      cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M,
+                      cross_building_probability: float = CROSS_BUILDING_PROBABILITY) -> Scene:
     """A random street: road, sidewalks, building rows, parked/leading cars, poles and trees, sky.
 
     cross_building_range_m: distance range of the building that ends half the streets (a T-junction or
-    dead end). Another range draws the same random numbers, so every other object of a seed stays put."""
+    dead end), and ``cross_building_probability`` the share of streets it ends. Another range or share
+    draws the same random numbers, so every other object of a seed stays put."""
     road_half = rng.uniform(3.0, 6.0)
     sidewalk = (rng.uniform(1.5, 4.0), rng.uniform(1.5, 4.0))
     elevation = np.deg2rad(rng.uniform(25, 65))
@@ -158,7 +161,7 @@ def make_street_scene(rng: np.random.Generator, length_m: float = 140.0, start_z
             z += rng.uniform(5.5, 14.0)
     for _ in range(rng.integers(0, 3)):     # traffic ahead in the lanes
         _add_car(scene, rng, rng.uniform(-road_half + 1.6, road_half - 1.6), rng.uniform(8.0, 60.0))
-    if rng.random() < 0.5:                  # the street ends at a cross building
+    if rng.random() < cross_building_probability:   # the street ends at a cross building
         z_far = rng.uniform(*cross_building_range_m)
         scene.boxes.append((-60.0, 60.0, 0.0, rng.uniform(8.0, 30.0), z_far, z_far + 15.0, FACADE,
                             _color(rng, 0.3, 0.8)))

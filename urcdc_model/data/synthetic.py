@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from urcdc_model.data.cameras import CameraSampling, base_camera_size, draw_camera, frame_to_network
 from urcdc_model.data.raycast import camera_rotation, render_scene
-from urcdc_model.data.scenes import (CROSS_BUILDING_RANGE_M, FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA,
+from urcdc_model.data.scenes import (CROSS_BUILDING_PROBABILITY, CROSS_BUILDING_RANGE_M, FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA,
                                      STREET_MAX_DEPTH_M, STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP,
                                      STREET_TRAIN_CAMERA, CameraRange, Scene, clear_corridor, make_indoor_scene,
                                      make_street_scene)
@@ -83,7 +83,8 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
                  intrinsics: np.ndarray | None = None, camera_range: CameraRange | None = None,
                  camera_height_m: float | None = None, camera_pitch_deg: float | None = None,
                  camera_yaw_deg: float | None = None, max_depth_m: float | None = None,
-                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M) -> SyntheticFrame:
+                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M,
+                 cross_building_probability: float = CROSS_BUILDING_PROBABILITY) -> SyntheticFrame:
     """Render a random scene of ``kind`` ("street" | "indoor"), fully determined by ``seed``.
 
     height, width: image size (default 176x576 street, 240x320 indoor).
@@ -91,7 +92,8 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     camera_range: pose ranges (default STREET_TRAIN_CAMERA / INDOOR_TRAIN_CAMERA);
     camera_height_m / camera_pitch_deg / camera_yaw_deg: fixed values overriding the range.
     max_depth_m: depth clip and sky depth (default 80 street, 10 indoor).
-    cross_building_range_m: street: distance range of the building that ends half the streets.
+    cross_building_range_m, cross_building_probability: street: distance range of the building that
+    ends some streets, and the share of streets it ends (default: half).
     """
     if kind not in ("street", "indoor"):
         raise ValueError(f"render_frame: kind must be 'street' or 'indoor', got {kind!r}")
@@ -108,7 +110,8 @@ def render_frame(seed: int, kind: str = "street", height: int | None = None, wid
     max_depth_m = float(max_depth_m or (STREET_MAX_DEPTH_M if street else INDOOR_MAX_DEPTH_M))
 
     rng = np.random.default_rng([int(seed), 0 if street else 1])
-    scene = (make_street_scene(rng, cross_building_range_m=cross_building_range_m) if street
+    scene = (make_street_scene(rng, cross_building_range_m=cross_building_range_m,
+                               cross_building_probability=cross_building_probability) if street
              else make_indoor_scene(rng))
     cam_h = _draw(rng, camera_height_m, camera_range.height_m)
     pitch = _draw(rng, camera_pitch_deg, camera_range.pitch_deg)
@@ -152,7 +155,9 @@ class SyntheticDepthDataset(Dataset):
                  max_depth_m: float | None = None, augment: AugmentConfig | None = None,
                  cache_frames: bool = False, canonical: CanonicalCamera | None = None,
                  cameras: CameraSampling | None = None,
-                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M):
+                 cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M,
+                 cross_building_probability: float = CROSS_BUILDING_PROBABILITY,
+                 network_scale_range: tuple[float, float] = (1.0, 1.0)):
         """num_samples: dataset length; kind: "street" | "indoor"; height/width: render size
         (default 176x576 street, 240x320 indoor); seed: seed of sample 0; train: augment or not;
         camera_range / intrinsics / max_depth_m: passed to render_frame; augment: override the
@@ -160,7 +165,11 @@ class SyntheticDepthDataset(Dataset):
         frames in memory (about 0.7 MB each at 176x576) instead of re-rendering every epoch;
         canonical: the network's canonical camera (apply the inference plan); cameras: random-camera
         ranges (needs ``canonical``); cross_building_range_m: street: where the building that ends half
-        the streets stands (training may bring it closer than the evaluation scenes' 50-130 m)."""
+        the streets stands (training may bring it closer than the evaluation scenes' 50-130 m);
+        cross_building_probability: the share of streets it ends (evaluation scenes: half);
+        network_scale_range: train mode with ``canonical``: each frame is shown at a log-uniform random
+        scale × the size inference gives it (labels follow), so the network meets many input sizes per
+        scene (the default model's scale jitters with the input size: docs/BENCHMARKS.md, issue 12)."""
         if num_samples <= 0:
             raise ValueError(f"SyntheticDepthDataset: num_samples must be positive, got {num_samples}")
         if cameras is not None and canonical is None:
@@ -178,6 +187,14 @@ class SyntheticDepthDataset(Dataset):
         self.canonical = canonical
         self.cameras = cameras
         self.cross_building_range_m = tuple(cross_building_range_m)
+        if not 0.0 <= cross_building_probability <= 1.0:
+            raise ValueError("SyntheticDepthDataset: cross_building_probability must be within [0, 1], "
+                             f"got {cross_building_probability}")
+        self.cross_building_probability = float(cross_building_probability)
+        low, high = network_scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"SyntheticDepthDataset: network_scale_range must be 0 < low <= high, got {network_scale_range}")
+        self.network_scale_range = (float(low), float(high))
         if augment is None:
             augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,
                                     crop_width=None,
@@ -210,7 +227,8 @@ class SyntheticDepthDataset(Dataset):
         (height, width), intrinsics = self.camera(index, rng)
         frame = render_frame(self.seed + index, kind=self.kind, height=height, width=width,
                              intrinsics=intrinsics, camera_range=self.camera_range,
-                             max_depth_m=self.max_depth_m, cross_building_range_m=self.cross_building_range_m)
+                             max_depth_m=self.max_depth_m, cross_building_range_m=self.cross_building_range_m,
+                             cross_building_probability=self.cross_building_probability)
         if self._cache is not None:
             self._cache[index] = frame
         return frame
@@ -221,8 +239,12 @@ class SyntheticDepthDataset(Dataset):
         if self.canonical is None:
             image, depth_m, focal = frame.rgb, frame.depth_m, float(frame.intrinsics[0, 0])
         else:
+            scale = 1.0
+            if self.train and self.network_scale_range != (1.0, 1.0):
+                low, high = np.log(self.network_scale_range)
+                scale = float(np.exp((rng if rng is not None else sample_rng()).uniform(low, high)))
             image, depth_m, focal = frame_to_network(frame.rgb, frame.depth_m, frame.intrinsics, self.canonical,
-                                                     frame.max_depth_m)
+                                                     frame.max_depth_m, scale=scale)
         image = image.astype(np.float32) / 255.0
         if self.train:
             image, depth_m = augment_pair(image, depth_m, self.augment, rng if rng is not None else sample_rng())

@@ -185,7 +185,8 @@ def mirror_intrinsics(intrinsics: np.ndarray, width: int) -> np.ndarray:
 
 def plan_input(frame_hw: tuple[int, int], canonical: CanonicalCamera, intrinsics=None,
                stride: int | tuple[int, int] = DEFAULT_STRIDE, max_pixels: int | None = None,
-               min_side: int = DEFAULT_MIN_SIDE, network_hw: tuple[int, int] | None = None) -> InputPlan:
+               min_side: int = DEFAULT_MIN_SIDE, network_hw: tuple[int, int] | None = None,
+               scale: float = 1.0) -> InputPlan:
     """The network input for a frame of ``frame_hw`` seen by a camera with ``intrinsics`` (3×3 K, or None).
 
     Args:
@@ -194,7 +195,9 @@ def plan_input(frame_hw: tuple[int, int], canonical: CanonicalCamera, intrinsics
         min_side: the resized image's shorter side is at least this (upscaled otherwise).
         network_hw: a fixed network size (a static-shape export or engine): the canonical image is
             scaled by t to fit inside it, aspect kept, and padded to exactly this size; the budget,
-            minimum side and stride do not apply.
+            minimum side, stride and ``scale`` do not apply.
+        scale: a further factor on t (after the budget and minimum side): the network sees the camera
+            at scale × the canonical focal and depth_scale says so (training's size jitter).
     Raises:
         ValueError: unusable frame size or intrinsics (the message names the field).
     """
@@ -220,6 +223,9 @@ def plan_input(frame_hw: tuple[int, int], canonical: CanonicalCamera, intrinsics
         shorter = min(canonical_h, canonical_w) * t
         if shorter < min_side:
             t *= min_side / shorter
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number, got {scale}")
+        t *= scale
         resized_h = max(1, round(canonical_h * t))
         resized_w = max(1, round(canonical_w * t))
     # Rounding changes the scale slightly; the effective focal is what the resize really did.

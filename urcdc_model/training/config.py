@@ -87,6 +87,9 @@ class DataSection:
     # synthetic street: distance range of the building that ends half the training streets (validation
     # and evaluation scenes keep 50-130 m); nearer ones teach a wall ahead (dead ends, T-junctions)
     cross_building_range_m: list[float] = field(default_factory=lambda: [50.0, 130.0])
+    cross_building_probability: float = 0.5   # the share of training streets that building ends
+    # training frames shown at a random scale (log-uniform) × the size inference gives them; [1, 1] = off
+    network_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
     def __post_init__(self):
         if self.dataset not in ("synthetic", "kitti", "nyu"):
@@ -103,9 +106,11 @@ class DataSection:
                                  f"got {window}")
         if not 0.0 <= self.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
+        if not 0.0 <= self.cross_building_probability <= 1.0:
+            raise ValueError(f"cross_building_probability must be within [0, 1], got {self.cross_building_probability}")
         if not 0 <= self.whole_frame_padding_px <= 256:
             raise ValueError(f"whole_frame_padding_px must be within [0, 256], got {self.whole_frame_padding_px}")
-        for name in ("render_scale_range", "aspect_range", "cross_building_range_m"):
+        for name in ("render_scale_range", "aspect_range", "cross_building_range_m", "network_scale_range"):
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {low_high}")

@@ -172,7 +172,9 @@ def build_datasets(data: DataSection, max_depth_m: float, source: str = "config"
         train = SyntheticDepthDataset(data.train_samples, kind=data.kind, height=data.height, width=data.width,
                                       seed=0, train=True, max_depth_m=max_depth_m, augment=_augment_config(data),
                                       canonical=canonical, cameras=cameras,
-                                      cross_building_range_m=tuple(data.cross_building_range_m))
+                                      cross_building_range_m=tuple(data.cross_building_range_m),
+                                      cross_building_probability=data.cross_building_probability,
+                                      network_scale_range=tuple(data.network_scale_range))
         val = SyntheticDepthDataset(data.val_samples, kind=data.kind, height=data.height, width=data.width,
                                     seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True,
                                     canonical=canonical, cameras=cameras)
