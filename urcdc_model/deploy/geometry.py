@@ -42,12 +42,15 @@ NYU_FOCAL_PX = 518.8579
 KITTI_TRAIN_SIZE = (352, 1216)
 NYU_TRAIN_SIZE = (480, 640)
 
-DEFAULT_STRIDE = 8           # the network runs at any size; 32 (the official multiple) pads up to 31 rows the model never saw
-# Flip TTA's mirrored pass pads to these multiples (rows, columns) instead. The default model's scale
-# moves by up to ±5 % with the few pixels of padding (the Swin window grid falls elsewhere on the
-# content); a second padding makes the two passes' errors partly cancel. Measured (docs/BENCHMARKS.md,
-# issue 12): every benchmark camera's median pred/GT within 1 ± 0.05, against 7/8 with one padding.
-TTA_STRIDE = (16, 32)
+# The network runs at any size; the plan pads the resized frame up to these multiples (rows, columns).
+# 32 in both (the official multiple) pads up to 31 rows the model never saw; 8 was the first choice.
+# The model's scale moves by a few per cent with the network size (the Swin window grid falls elsewhere
+# on the content), and this padding, which the default model was fine-tuned at, measured best on the
+# validation scenes (docs/BENCHMARKS.md, issue 12).
+DEFAULT_STRIDE = (16, 32)
+# Flip TTA's mirrored pass pads to these multiples instead: a second network size makes the two passes'
+# scale errors partly cancel (measured on the validation scenes against one padding: docs/BENCHMARKS.md).
+TTA_STRIDE = (32, 32)
 DEFAULT_MIN_SIDE = 64        # below this the coarsest feature maps are 2 px: upscale instead
 # Max network pixels = this × the training input's pixels. Measured (docs/BENCHMARKS.md, issue 12): the
 # default model over-estimates depth on inputs over ~2× its training pixels (wide cameras: median
