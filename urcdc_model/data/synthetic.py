@@ -240,9 +240,8 @@ class SyntheticDepthDataset(Dataset):
             image, depth_m, focal = frame.rgb, frame.depth_m, float(frame.intrinsics[0, 0])
         else:
             scale = 1.0
-            if self.train and self.network_scale_range != (1.0, 1.0):
-                low, high = np.log(self.network_scale_range)
-                scale = float(np.exp((rng if rng is not None else sample_rng()).uniform(low, high)))
+            if rng is not None and self.network_scale_range != (1.0, 1.0):    # rng: train mode
+                scale = float(np.exp(rng.uniform(*np.log(self.network_scale_range))))
             image, depth_m, focal = frame_to_network(frame.rgb, frame.depth_m, frame.intrinsics, self.canonical,
                                                      frame.max_depth_m, scale=scale)
         image = image.astype(np.float32) / 255.0
