@@ -15,10 +15,10 @@ from torch.utils.data import Dataset
 
 from urcdc_model.data.cameras import CameraSampling, base_camera_size, draw_camera, frame_to_network
 from urcdc_model.data.raycast import camera_rotation, render_scene
-from urcdc_model.data.scenes import (CROSS_BUILDING_PROBABILITY, CROSS_BUILDING_RANGE_M, FACADE, INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA,
-                                     STREET_MAX_DEPTH_M, STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP,
-                                     STREET_TRAIN_CAMERA, CameraRange, Scene, clear_corridor, make_indoor_scene,
-                                     make_street_scene)
+from urcdc_model.data.scenes import (CROSS_BUILDING_PROBABILITY, CROSS_BUILDING_RANGE_M, FACADE,
+                                     INDOOR_MAX_DEPTH_M, INDOOR_TRAIN_CAMERA, STREET_MAX_DEPTH_M,
+                                     STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP, STREET_TRAIN_CAMERA,
+                                     CameraRange, Scene, clear_corridor, make_indoor_scene, make_street_scene)
 from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
 from urcdc_model.deploy.geometry import CanonicalCamera
 
@@ -193,7 +193,8 @@ class SyntheticDepthDataset(Dataset):
         self.cross_building_probability = float(cross_building_probability)
         low, high = network_scale_range
         if not 0 < low <= high:
-            raise ValueError(f"SyntheticDepthDataset: network_scale_range must be 0 < low <= high, got {network_scale_range}")
+            raise ValueError("SyntheticDepthDataset: network_scale_range must be 0 < low <= high, "
+                             f"got {network_scale_range}")
         self.network_scale_range = (float(low), float(high))
         if augment is None:
             augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,

@@ -107,7 +107,8 @@ class DataSection:
         if not 0.0 <= self.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
         if not 0.0 <= self.cross_building_probability <= 1.0:
-            raise ValueError(f"cross_building_probability must be within [0, 1], got {self.cross_building_probability}")
+            raise ValueError("cross_building_probability must be within [0, 1], "
+                             f"got {self.cross_building_probability}")
         if not 0 <= self.whole_frame_padding_px <= 256:
             raise ValueError(f"whole_frame_padding_px must be within [0, 256], got {self.whole_frame_padding_px}")
         for name in ("render_scale_range", "aspect_range", "cross_building_range_m", "network_scale_range"):
