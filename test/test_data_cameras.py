@@ -95,6 +95,17 @@ def test_size_jitter_shows_the_frame_larger_or_smaller_with_labels_that_follow()
         SyntheticDepthDataset(1, canonical=CANONICAL, network_scale_range=(1.2, 0.9))
 
 
+def test_training_frames_are_padded_to_the_configured_multiples():
+    """network_stride: the plan pads training frames as inference pads them, to any (rows, columns) multiples."""
+    for stride in ((16, 32), (32, 32), (8, 8)):
+        dataset = SyntheticDepthDataset(1, seed=11, train=False, canonical=CANONICAL, cameras=CameraSampling(),
+                                        network_stride=stride)
+        frame = dataset.frame(0)
+        expected = plan_input(frame.rgb.shape[:2], CANONICAL, frame.intrinsics, stride=stride).network_hw
+        assert tuple(dataset[0]["image"].shape[1:]) == expected
+        assert expected[0] % stride[0] == 0 and expected[1] % stride[1] == 0
+
+
 def test_window_collate_crops_one_window_per_batch():
     def sample(height, width):
         image = torch.arange(3 * height * width, dtype=torch.float32).reshape(3, height, width)

@@ -142,6 +142,14 @@ def test_size_jitter_and_closed_street_share_reach_training_scenes_only(tmp_path
         _tiny_config(data={"cross_building_probability": 1.5})
 
 
+def test_the_network_stride_reaches_training_and_validation_frames(tmp_path):
+    trainer = Trainer(_tiny_config(data={"cameras": "random", "network_stride": [32, 32]}), tmp_path, progress=False)
+    assert trainer.train_set.dataset.network_stride == (32, 32) and trainer.val_set.network_stride == (32, 32)
+    for bad in ([32], [0, 32], [16, 128], [16.5, 32]):
+        with pytest.raises(ValueError, match="network_stride must be"):
+            _tiny_config(data={"network_stride": bad})
+
+
 def test_the_random_cameras_aspect_range_reaches_the_camera_sampling(tmp_path):
     trainer = Trainer(_tiny_config(data={"cameras": "random", "aspect_range": [1.3, 2.0]}), tmp_path, progress=False)
     assert trainer.train_set.dataset.cameras.aspect_range == (1.3, 2.0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from urcdc_model.deploy.geometry import CanonicalCamera, plan_input
+from urcdc_model.deploy.geometry import DEFAULT_STRIDE, CanonicalCamera, plan_input
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def base_camera_size(canonical: CanonicalCamera, full_size: tuple[int, int], rng
 
 
 def frame_to_network(rgb: np.ndarray, depth_m: np.ndarray, intrinsics: np.ndarray, canonical: CanonicalCamera,
-                     max_depth_m: float, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+                     max_depth_m: float, scale: float = 1.0,
+                     stride: tuple[int, int] = DEFAULT_STRIDE) -> tuple[np.ndarray, np.ndarray, float]:
     """(network image, network-scale depth labels, focal px of the network image) through the inference plan.
 
     ``scale`` != 1 shows the frame a little larger or smaller than inference would (size jitter); the
@@ -87,7 +88,7 @@ def frame_to_network(rgb: np.ndarray, depth_m: np.ndarray, intrinsics: np.ndarra
     shrunk by the compute budget (depth_scale < 1) would otherwise ask for sky and far depth beyond what
     the network can output.
     """
-    plan = plan_input(rgb.shape[:2], canonical, intrinsics, scale=scale)
+    plan = plan_input(rgb.shape[:2], canonical, intrinsics, scale=scale, stride=stride)
     image = plan.image_to_network(rgb)
     depth = np.minimum(plan.depth_to_network(depth_m), np.float32(max_depth_m))
     return image, depth, float(plan.network_intrinsics[0, 0])

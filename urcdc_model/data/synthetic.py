@@ -20,7 +20,7 @@ from urcdc_model.data.scenes import (CROSS_BUILDING_PROBABILITY, CROSS_BUILDING_
                                      STREET_SHIFTED_CAMERA_DOWN, STREET_SHIFTED_CAMERA_UP, STREET_TRAIN_CAMERA,
                                      CameraRange, Scene, clear_corridor, make_indoor_scene, make_street_scene)
 from urcdc_model.data.transforms import AugmentConfig, augment_pair, make_sample, sample_rng
-from urcdc_model.deploy.geometry import CanonicalCamera
+from urcdc_model.deploy.geometry import DEFAULT_STRIDE, CanonicalCamera
 
 __all__ = ["CameraRange", "FACADE", "HELD_OUT_SEED", "INDOOR_MAX_DEPTH_M", "INDOOR_TRAIN_CAMERA",
            "STREET_MAX_DEPTH_M", "STREET_SHIFTED_CAMERA_DOWN", "STREET_SHIFTED_CAMERA_UP", "STREET_TRAIN_CAMERA",
@@ -157,7 +157,8 @@ class SyntheticDepthDataset(Dataset):
                  cameras: CameraSampling | None = None,
                  cross_building_range_m: tuple[float, float] = CROSS_BUILDING_RANGE_M,
                  cross_building_probability: float = CROSS_BUILDING_PROBABILITY,
-                 network_scale_range: tuple[float, float] = (1.0, 1.0)):
+                 network_scale_range: tuple[float, float] = (1.0, 1.0),
+                 network_stride: tuple[int, int] = DEFAULT_STRIDE):
         """num_samples: dataset length; kind: "street" | "indoor"; height/width: render size
         (default 176x576 street, 240x320 indoor); seed: seed of sample 0; train: augment or not;
         camera_range / intrinsics / max_depth_m: passed to render_frame; augment: override the
@@ -169,7 +170,8 @@ class SyntheticDepthDataset(Dataset):
         cross_building_probability: the share of streets it ends (evaluation scenes: half);
         network_scale_range: train mode with ``canonical``: each frame is shown at a log-uniform random
         scale × the size inference gives it (labels follow), so the network meets many input sizes per
-        scene (the default model's scale jitters with the input size: docs/BENCHMARKS.md, issue 12)."""
+        scene (the default model's scale jitters with the input size: docs/BENCHMARKS.md, issue 12);
+        network_stride: with ``canonical``: the plan pads to these multiples (rows, columns), as inference's."""
         if num_samples <= 0:
             raise ValueError(f"SyntheticDepthDataset: num_samples must be positive, got {num_samples}")
         if cameras is not None and canonical is None:
@@ -196,6 +198,7 @@ class SyntheticDepthDataset(Dataset):
             raise ValueError("SyntheticDepthDataset: network_scale_range must be 0 < low <= high, "
                              f"got {network_scale_range}")
         self.network_scale_range = (float(low), float(high))
+        self.network_stride = (int(network_stride[0]), int(network_stride[1]))
         if augment is None:
             augment = AugmentConfig(rotate_max_deg=1.0 if kind == "street" else 2.5, crop_height=None,
                                     crop_width=None,
@@ -244,7 +247,7 @@ class SyntheticDepthDataset(Dataset):
             if rng is not None and self.network_scale_range != (1.0, 1.0):    # rng: train mode
                 scale = float(np.exp(rng.uniform(*np.log(self.network_scale_range))))
             image, depth_m, focal = frame_to_network(frame.rgb, frame.depth_m, frame.intrinsics, self.canonical,
-                                                     frame.max_depth_m, scale=scale)
+                                                     frame.max_depth_m, scale=scale, stride=self.network_stride)
         image = image.astype(np.float32) / 255.0
         if self.train:
             image, depth_m = augment_pair(image, depth_m, self.augment, rng if rng is not None else sample_rng())

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from urcdc_model.data.cameras import CameraSampling
+from urcdc_model.deploy.geometry import DEFAULT_STRIDE
 from urcdc_model.losses import LossConfig
 from urcdc_model.models import ModelConfig
 
@@ -90,6 +91,8 @@ class DataSection:
     cross_building_probability: float = 0.5   # the share of training streets that building ends
     # training frames shown at a random scale (log-uniform) × the size inference gives them; [1, 1] = off
     network_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    # the plan pads training frames to these multiples (rows, columns); inference's are geometry.DEFAULT_STRIDE
+    network_stride: list[int] = field(default_factory=lambda: list(DEFAULT_STRIDE))
 
     def __post_init__(self):
         if self.dataset not in ("synthetic", "kitti", "nyu"):
@@ -115,6 +118,8 @@ class DataSection:
             low_high = getattr(self, name)
             if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1]:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {low_high}")
+        if len(self.network_stride) != 2 or not all(isinstance(v, int) and 1 <= v <= 64 for v in self.network_stride):
+            raise ValueError(f"network_stride must be [rows, columns], each 1..64, got {self.network_stride}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"height/width must be >= 32 pixels, got {self.height}x{self.width}")
 

@@ -174,10 +174,11 @@ def build_datasets(data: DataSection, max_depth_m: float, source: str = "config"
                                       canonical=canonical, cameras=cameras,
                                       cross_building_range_m=tuple(data.cross_building_range_m),
                                       cross_building_probability=data.cross_building_probability,
-                                      network_scale_range=tuple(data.network_scale_range))
+                                      network_scale_range=tuple(data.network_scale_range),
+                                      network_stride=tuple(data.network_stride))
         val = SyntheticDepthDataset(data.val_samples, kind=data.kind, height=data.height, width=data.width,
                                     seed=data.val_seed, train=False, max_depth_m=max_depth_m, cache_frames=True,
-                                    canonical=canonical, cameras=cameras)
+                                    canonical=canonical, cameras=cameras, network_stride=tuple(data.network_stride))
         return train, val
     return _build_real_datasets(data, source)
 
