@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from urcdc_model.deploy.geometry import (DEFAULT_BUDGET_FACTOR, DEFAULT_STRIDE, TTA_STRIDE, CanonicalCamera,
+from urcdc_model.deploy.geometry import (DEFAULT_BUDGET_FACTOR, DEFAULT_STRIDE, CanonicalCamera,
                                          check_intrinsics, mirror_intrinsics, plan_input, resize)
 from urcdc_model.deploy.intrinsics import (centred_intrinsics, intrinsics_matrix, parse_intrinsics_values,
                                            read_camera_info_yaml)
@@ -104,14 +104,15 @@ def test_padding_is_centred_and_cropping_undoes_it_exactly(camera):
 
 
 @pytest.mark.parametrize("camera", CAMERAS)
-def test_the_tta_padding_pads_rows_and_columns_to_their_own_multiples_and_keeps_the_scale(camera):
+def test_another_padding_pads_rows_and_columns_to_their_own_multiples_and_keeps_the_scale(camera):
     height, width, fx, fy, cx, cy = camera
     k = intrinsics_matrix(fx, fy, cx, cy)
+    stride = (16, 8)        # rows and columns each to their own multiple (older stages trained at such)
     plain = plan_input((height, width), CANONICAL, k)
-    tta = plan_input((height, width), CANONICAL, mirror_intrinsics(k, width), stride=TTA_STRIDE)
+    tta = plan_input((height, width), CANONICAL, mirror_intrinsics(k, width), stride=stride)
     assert tta.resized_hw == plain.resized_hw and tta.depth_scale == plain.depth_scale
-    assert tta.network_hw[0] % TTA_STRIDE[0] == 0 and tta.network_hw[1] % TTA_STRIDE[1] == 0
-    assert all(0 <= n - r < m for n, r, m in zip(tta.network_hw, tta.resized_hw, TTA_STRIDE))
+    assert tta.network_hw[0] % stride[0] == 0 and tta.network_hw[1] % stride[1] == 0
+    assert all(0 <= n - r < m for n, r, m in zip(tta.network_hw, tta.resized_hw, stride))
     rgb = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
     np.testing.assert_array_equal(tta.crop_padding(tta.image_to_network(rgb)), resize(rgb, tta.resized_hw, area=True))
 

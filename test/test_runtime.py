@@ -79,13 +79,12 @@ def test_torch_runtime_reports_size_depth_and_backend(torch_runtime, frame):
     assert (uncertainty_m >= 0).all() and (uncertainty_m <= 80.0 + 1e-3).all()
 
 
-def test_flip_tta_blends_a_mirrored_pass_padded_to_the_tta_multiples(nano_checkpoint, frame, monkeypatch):
-    """The mirrored pass runs at another padding (geometry.TTA_STRIDE) and is blended back on the frame's grid."""
-    from urcdc_model.deploy.geometry import TTA_STRIDE, mirror_intrinsics
+def test_flip_tta_blends_a_mirrored_pass_with_the_mirrored_camera(nano_checkpoint, frame, monkeypatch):
+    """The mirrored frame runs through the plan of the mirrored K and is blended back on the frame's grid."""
+    from urcdc_model.deploy.geometry import mirror_intrinsics
     from urcdc_model.inference import flip_blend_array
 
     runtime = DepthRuntime.from_path(nano_checkpoint, backend="torch", warmup_runs=0)
-    # a portrait crop: its resized height (80 rows) pads to other sizes at the two strides
     frame = np.ascontiguousarray(frame[:, 450:750])
     height, width = frame.shape[:2]
     k = np.array([[700.0, 0.0, 130.0], [0.0, 700.0, 180.0], [0.0, 0.0, 1.0]])     # off-centre
@@ -93,13 +92,8 @@ def test_flip_tta_blends_a_mirrored_pass_padded_to_the_tta_multiples(nano_checkp
     engine = runtime._engine
     monkeypatch.setattr(runtime, "_engine", lambda hw: sizes.append(hw) or engine(hw))
     depth, uncertainty = runtime.infer(frame, k, flip_tta=True)
-    plain = runtime.plan(frame.shape[:2], k)
-    mirrored = runtime.plan(frame.shape[:2], mirror_intrinsics(k, width), stride=TTA_STRIDE)
-    assert sizes == [plain.network_hw, mirrored.network_hw] and plain.network_hw != mirrored.network_hw
-    # the same blend from two public single passes: the plain frame, and the mirrored frame with its K
-    # (torch runs any size; at the plain padding the mirrored pass would be the old flip TTA)
-    monkeypatch.setattr(runtime, "plan", lambda hw, intrinsics=None, stride=None: mirrored
-                        if np.array_equal(intrinsics, mirror_intrinsics(k, width)) else plain)
+    assert sizes == [runtime.plan(frame.shape[:2], k).network_hw] * 2
+    # the same blend from two public single passes: the frame with K, the mirrored frame with its K
     one, one_u = runtime.infer(frame, k)
     other, other_u = runtime.infer(np.ascontiguousarray(frame[:, ::-1]), mirror_intrinsics(k, width))
     np.testing.assert_allclose(depth, flip_blend_array(one, other), rtol=1e-5, atol=1e-5)

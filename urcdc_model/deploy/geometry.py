@@ -43,14 +43,10 @@ KITTI_TRAIN_SIZE = (352, 1216)
 NYU_TRAIN_SIZE = (480, 640)
 
 # The network runs at any size; the plan pads the resized frame up to these multiples (rows, columns).
-# 32 in both (the official multiple) pads up to 31 rows the model never saw; 8 was the first choice.
-# The model's scale moves by a few per cent with the network size (the Swin window grid falls elsewhere
-# on the content), and this padding, which the default model was fine-tuned at, measured best on the
-# validation scenes (docs/BENCHMARKS.md, issue 12).
-DEFAULT_STRIDE = (16, 32)
-# Flip TTA's mirrored pass pads to these multiples instead: a second network size makes the two passes'
-# scale errors partly cancel (measured on the validation scenes against one padding: docs/BENCHMARKS.md).
-TTA_STRIDE = (32, 32)
+# 32 is the encoder's total downsampling (the official multiple): at other heights the coarse feature maps
+# are padded inside the network, and the same pixels read 5-14 % nearer or farther at 8, 16 or 24 rows
+# past a multiple of 32 than at one (docs/BENCHMARKS.md, issue 12). The default model is trained at it.
+DEFAULT_STRIDE = (32, 32)
 DEFAULT_MIN_SIDE = 64        # below this the coarsest feature maps are 2 px: upscale instead
 # Max network pixels = this × the training input's pixels. Measured (docs/BENCHMARKS.md, issue 12): the
 # default model over-estimates depth on inputs over ~2× its training pixels (wide cameras: median

@@ -31,7 +31,7 @@ from urcdc_model.deploy.backends import Backend, OnnxRuntimeBackend, TensorRTBac
 from urcdc_model.deploy.device_io import DeviceFrameIO
 from urcdc_model.deploy.errors import BackendUnavailableError
 from urcdc_model.deploy.files import default_cache_dir
-from urcdc_model.deploy.geometry import (DEFAULT_STRIDE, TTA_STRIDE, CanonicalCamera, InputPlan,
+from urcdc_model.deploy.geometry import (DEFAULT_STRIDE, CanonicalCamera, InputPlan,
                                         canonical_camera_from_meta, mirror_intrinsics, plan_input)
 from urcdc_model.deploy.graph import DeployModel
 from urcdc_model.deploy.onnx_export import ONNX_OPSET, cached_onnx_export, read_onnx_metadata
@@ -265,8 +265,8 @@ class DepthRuntime:
         Args:
             intrinsics: the frame's 3×3 K (pixels of this image), or None for the fallback (the
                 training images' field of view).
-            flip_tta: also run the mirrored frame, padded to other multiples (``TTA_STRIDE``), and blend
-                both with the official test script's border blend; twice the network time.
+            flip_tta: also run the mirrored frame and blend both with the official test script's border
+                blend; twice the network time.
         Raises:
             ValueError: not a uint8 RGB image, or intrinsics that cannot describe this frame.
         """
@@ -274,9 +274,8 @@ class DepthRuntime:
         plan = self.plan(rgb_uint8_hwc.shape[:2], intrinsics)
         depth_m, uncertainty_m = self._infer_plan(rgb_uint8_hwc, plan)
         if flip_tta:
-            # The second padding puts the window grid elsewhere on the content (geometry.TTA_STRIDE).
             width = rgb_uint8_hwc.shape[1]
-            mirrored = self.plan(rgb_uint8_hwc.shape[:2], mirror_intrinsics(plan.intrinsics, width), stride=TTA_STRIDE)
+            mirrored = self.plan(rgb_uint8_hwc.shape[:2], mirror_intrinsics(plan.intrinsics, width))
             depth_flip, uncertainty_flip = self._infer_plan(np.ascontiguousarray(rgb_uint8_hwc[:, ::-1]), mirrored)
             depth_m = flip_blend_array(depth_m, depth_flip)
             uncertainty_m = flip_blend_array(uncertainty_m, uncertainty_flip)
