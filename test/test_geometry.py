@@ -107,7 +107,7 @@ def test_padding_is_centred_and_cropping_undoes_it_exactly(camera):
 def test_another_padding_pads_rows_and_columns_to_their_own_multiples_and_keeps_the_scale(camera):
     height, width, fx, fy, cx, cy = camera
     k = intrinsics_matrix(fx, fy, cx, cy)
-    stride = (16, 8)        # rows and columns each to their own multiple (older stages trained at such)
+    stride = (16, 8)        # rows and columns, each to its own multiple
     plain = plan_input((height, width), CANONICAL, k)
     tta = plan_input((height, width), CANONICAL, mirror_intrinsics(k, width), stride=stride)
     assert tta.resized_hw == plain.resized_hw and tta.depth_scale == plain.depth_scale
