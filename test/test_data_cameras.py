@@ -12,7 +12,7 @@ from urcdc_model.data.kitti import KittiDepthDataset
 from urcdc_model.data.synthetic import SyntheticDepthDataset
 from urcdc_model.data.transforms import normalize_image
 from urcdc_model.deploy.geometry import KITTI_FOCAL_PX, CanonicalCamera, plan_input
-from urcdc_model.training.data import WindowCollate
+from urcdc_model.training.data import SampleSeededDataset, WindowCollate
 
 CANONICAL = CanonicalCamera(KITTI_FOCAL_PX * 320 / 1242, (96, 320))
 
@@ -144,6 +144,46 @@ def test_whole_frame_batches_are_the_first_sample_uncropped():
               for _ in range(200)]
     whole = shapes.count((1, 3, 64, 48))
     assert 60 < whole < 140 and shapes.count((2, 3, 24, 32)) == 200 - whole
+
+
+class _CountingFrames(torch.utils.data.Dataset):
+    """Random frames of different sizes (drawn from the RNG the seeded wrapper sets) that count their loads."""
+
+    def __init__(self):
+        self.loads = 0
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        self.loads += 1
+        image = torch.rand(3, 40 + 8 * index, 64)
+        return {"image": image, "image_cnn": image.clone(), "depth": image[:1] + 1, "focal": float(index)}
+
+
+def test_deferred_samples_load_only_what_the_batch_uses_and_make_the_same_batches():
+    eager, deferred = _CountingFrames(), _CountingFrames()
+    eager_set = SampleSeededDataset(eager, seed=3)
+    deferred_set = SampleSeededDataset(deferred, seed=3, deferred=True)
+    for collate, loads_per_batch in ((WindowCollate([(32, 32)], whole_frame_fraction=1.0), 1),
+                                     (WindowCollate([(32, 48)], max_batch_pixels=2000), 1),
+                                     (WindowCollate([(32, 32)]), 2)):
+        deferred.loads = 0
+        torch.manual_seed(5)
+        got = collate([deferred_set[1], deferred_set[2]])
+        torch.manual_seed(5)
+        want = collate([eager_set[1], eager_set[2]])
+        assert deferred.loads == loads_per_batch
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in ("image", "depth"))
+    # a mix of whole-frame and window batches draws the same random numbers either way
+    torch.manual_seed(6)
+    got = [WindowCollate([(32, 32), (24, 48)], whole_frame_fraction=0.5)([deferred_set[i], deferred_set[i + 1]])
+           for i in range(6)]
+    torch.manual_seed(6)
+    want = [WindowCollate([(32, 32), (24, 48)], whole_frame_fraction=0.5)([eager_set[i], eager_set[i + 1]])
+            for i in range(6)]
+    assert all(torch.equal(g["image"], w["image"]) for g, w in zip(got, want))
+    assert len({tuple(g["image"].shape) for g in got}) > 1
 
 
 def test_padded_whole_frames_replicate_the_edges_and_carry_no_labels_there():

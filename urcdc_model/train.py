@@ -123,14 +123,6 @@ class Trainer:
                              f"the {self.dist.world_size} torchrun processes")
         self.batch_per_process = optim.batch_size // self.dist.world_size
         train_set, self.val_set = build_datasets(config.data, self.model_config.max_depth, source=config.name)
-        self.train_set = SampleSeededDataset(train_set, seed=config.seed)
-        self.sampler = ResumableDistributedSampler(self.train_set, num_replicas=self.dist.world_size,
-                                                   rank=self.dist.rank, seed=config.seed)
-        self.steps_per_epoch = len(self.sampler) // self.batch_per_process
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{config.name}: {len(train_set)} training samples give no full batch of "
-                             f"{self.batch_per_process} per process; raise data.train_samples")
-        self.canonical = canonical_camera(config.data)
         # Through the inference plan, samples come at their camera's network size: one window per batch.
         collate = None
         if config.data.cameras != "fixed":
@@ -138,6 +130,15 @@ class Trainer:
                                     max_batch_pixels=self.batch_per_process * config.data.height * config.data.width,
                                     whole_frame_fraction=config.data.whole_frame_fraction,
                                     whole_frame_padding_px=config.data.whole_frame_padding_px)
+        # The window collate may use fewer samples than a batch is given: it loads only those.
+        self.train_set = SampleSeededDataset(train_set, seed=config.seed, deferred=collate is not None)
+        self.sampler = ResumableDistributedSampler(self.train_set, num_replicas=self.dist.world_size,
+                                                   rank=self.dist.rank, seed=config.seed)
+        self.steps_per_epoch = len(self.sampler) // self.batch_per_process
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{config.name}: {len(train_set)} training samples give no full batch of "
+                             f"{self.batch_per_process} per process; raise data.train_samples")
+        self.canonical = canonical_camera(config.data)
         # A private generator keeps DataLoader from drawing on the global RNG when an iterator starts.
         self.loader = DataLoader(self.train_set, batch_size=self.batch_per_process, sampler=self.sampler,
                                  num_workers=config.data.num_workers, drop_last=True, collate_fn=collate,

@@ -4,6 +4,8 @@ Determinism: `SampleSeededDataset` seeds the RNGs around each `__getitem__` from
 index), so the augmentation of a sample depends only on those three numbers — not on the number of
 DataLoader workers, the number of torchrun processes, or whether the run was resumed.
 `ResumableDistributedSampler` is torch's DistributedSampler that can start an epoch part-way through.
+With `deferred=True` the dataset hands out `DeferredSample`s and `WindowCollate` loads only the samples
+a batch uses (a whole-frame batch uses one of them): the same samples, without rendering the others.
 """
 from __future__ import annotations
 
@@ -21,12 +23,15 @@ from .config import DataSection
 
 
 class SampleSeededDataset(Dataset):
-    """Wraps a dataset so sample `index` of epoch `epoch` always sees the same random numbers."""
+    """Wraps a dataset so sample `index` of epoch `epoch` always sees the same random numbers.
 
-    def __init__(self, dataset: Dataset, seed: int):
+    ``deferred``: `__getitem__` returns a `DeferredSample` that loads on call (for `WindowCollate`)."""
+
+    def __init__(self, dataset: Dataset, seed: int, deferred: bool = False):
         self.dataset = dataset
         self.seed = int(seed)
         self.epoch = 0
+        self.deferred = deferred
 
     def set_epoch(self, epoch: int) -> None:
         # DataLoader workers copy the dataset when an epoch's iterator is created, so this propagates.
@@ -36,7 +41,13 @@ class SampleSeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        sample_seed = int(np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(1)[0])
+        if self.deferred:
+            return DeferredSample(self, int(index), self.epoch)
+        return self.load(int(index), self.epoch)
+
+    def load(self, index: int, epoch: int):
+        """Sample ``index`` of ``epoch``, the global RNG states left as they were."""
+        sample_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1)[0])
         np_state, py_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed)
@@ -47,6 +58,20 @@ class SampleSeededDataset(Dataset):
             finally:
                 np.random.set_state(np_state)
                 random.setstate(py_state)
+
+
+class DeferredSample:
+    """One sample of a `SampleSeededDataset`, loaded (rendered, augmented) when called."""
+
+    def __init__(self, dataset: SampleSeededDataset, index: int, epoch: int):
+        self.dataset, self.index, self.epoch = dataset, index, epoch
+
+    def __call__(self) -> dict:
+        return self.dataset.load(self.index, self.epoch)
+
+
+def _loaded(samples: list) -> list[dict]:
+    return [sample() if isinstance(sample, DeferredSample) else sample for sample in samples]
 
 
 class ResumableDistributedSampler(DistributedSampler):
@@ -123,15 +148,17 @@ class WindowCollate:
         self.whole_frame_fraction = whole_frame_fraction
         self.whole_frame_padding_px = int(whole_frame_padding_px)
 
-    def __call__(self, samples: list[dict]) -> dict:
+    def __call__(self, samples: list) -> dict:
+        """Samples (dicts, or `DeferredSample`s: only those the batch uses are loaded) → one batch."""
         if self.whole_frame_fraction and float(torch.rand(())) < self.whole_frame_fraction:
-            sample = samples[0]
+            sample = _loaded(samples[:1])[0]
             if self.whole_frame_padding_px:
                 sample = _pad_sample(sample, self.whole_frame_padding_px)
             return default_collate([sample])
         height, width = self.window_sizes[int(torch.randint(0, len(self.window_sizes), ()))]
         if self.max_batch_pixels:
             samples = samples[:max(1, self.max_batch_pixels // (height * width))]
+        samples = _loaded(samples)
         height = min([height] + [sample["image"].shape[1] for sample in samples])
         width = min([width] + [sample["image"].shape[2] for sample in samples])
         batch = []
