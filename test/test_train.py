@@ -12,7 +12,7 @@ import yaml
 
 from urcdc_model.checkpoints import load_model
 from urcdc_model.train import PolyDecay, Trainer
-from urcdc_model.training.config import TrainConfig
+from urcdc_model.training.config import DataSection, TrainConfig
 from urcdc_model.training.state import load_training_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +148,9 @@ def test_the_network_stride_reaches_training_and_validation_frames(tmp_path):
     for bad in ([32], [0, 32], [16, 128], [16.5, 32]):
         with pytest.raises(ValueError, match="network_stride must be"):
             _tiny_config(data={"network_stride": bad})
+    for name, value in (("network_stride", [16, 32]), ("network_scale_range", [0.9, 1.1])):
+        with pytest.raises(ValueError, match=f"{name} applies to synthetic training frames only"):
+            DataSection(dataset="kitti", **{name: value})
 
 
 def test_the_random_cameras_aspect_range_reaches_the_camera_sampling(tmp_path):

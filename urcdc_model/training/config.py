@@ -120,6 +120,11 @@ class DataSection:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {low_high}")
         if len(self.network_stride) != 2 or not all(isinstance(v, int) and 1 <= v <= 64 for v in self.network_stride):
             raise ValueError(f"network_stride must be [rows, columns], each 1..64, got {self.network_stride}")
+        # The KITTI/NYU loaders put frames through the plan as inference does, with its default padding.
+        if self.dataset != "synthetic":
+            for name, neutral in (("network_scale_range", [1.0, 1.0]), ("network_stride", list(DEFAULT_STRIDE))):
+                if list(getattr(self, name)) != neutral:
+                    raise ValueError(f"{name} applies to synthetic training frames only, not {self.dataset!r}")
         if self.height < 32 or self.width < 32:
             raise ValueError(f"height/width must be >= 32 pixels, got {self.height}x{self.width}")
 
