@@ -129,6 +129,20 @@ def test_window_collate_crops_one_window_per_batch():
     assert sizes == {(32, 48), (48, 32)}
 
 
+def test_centred_windows_are_cut_about_the_frame_centre_and_draw_the_same_random_numbers():
+    """Where the ray embedding puts the principal point; the random stream stays that of random placement."""
+    image = torch.arange(3 * 64 * 100, dtype=torch.float32).reshape(3, 64, 100)
+    sample = {"image": image, "depth": image[:1] + 1}
+    torch.manual_seed(3)
+    centred = WindowCollate([(32, 48)], centred=True)([sample])
+    after_centred = torch.rand(())
+    torch.manual_seed(3)
+    WindowCollate([(32, 48)])([sample])
+    assert torch.equal(centred["image"][0], image[:, 16:48, 26:74])
+    assert torch.equal(centred["depth"][0], sample["depth"][:, 16:48, 26:74])
+    assert torch.equal(torch.rand(()), after_centred)
+
+
 def test_whole_frame_batches_are_the_first_sample_uncropped():
     """What inference feeds the network for a tall camera (a batch-mate's height never cuts it)."""
     def sample(height, width):

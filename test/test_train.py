@@ -118,6 +118,8 @@ def test_whole_frame_batches_reach_the_loader_and_bad_fractions_are_refused(tmp_
         _tiny_config(data={"cameras": "random", "whole_frame_fraction": 1.5})
     with pytest.raises(ValueError, match="whole_frame_padding_px must be within"):
         _tiny_config(data={"cameras": "random", "whole_frame_padding_px": -1})
+    with pytest.raises(ValueError, match="window_placement must be random or centred"):
+        _tiny_config(data={"cameras": "random", "window_placement": "center"})
 
 
 def test_near_cross_buildings_reach_training_scenes_only_and_bad_ranges_are_refused(tmp_path):

@@ -129,7 +129,8 @@ class Trainer:
             collate = WindowCollate(config.data.window_sizes or [(config.data.height, config.data.width)],
                                     max_batch_pixels=self.batch_per_process * config.data.height * config.data.width,
                                     whole_frame_fraction=config.data.whole_frame_fraction,
-                                    whole_frame_padding_px=config.data.whole_frame_padding_px)
+                                    whole_frame_padding_px=config.data.whole_frame_padding_px,
+                                    centred=config.data.window_placement == "centred")
         # The window collate may use fewer samples than a batch is given: it loads only those.
         self.train_set = SampleSeededDataset(train_set, seed=config.seed, deferred=collate is not None)
         self.sampler = ResumableDistributedSampler(self.train_set, num_replicas=self.dist.world_size,

@@ -85,6 +85,9 @@ class DataSection:
     #                                       [] = [[height, width]]; only with cameras canonical / random
     whole_frame_fraction: float = 0.0     # share of batches that are one whole network input, as inference sees it
     whole_frame_padding_px: int = 0       # those whole frames padded by 0..this many more pixels per side
+    # where windows are cut: "random", or "centred" on the frame, where the ray embedding
+    # (model.overrides.ray_focal_px) puts the principal point, so each patch's ray stays true
+    window_placement: str = "random"
     # synthetic street: distance range of the building that ends half the training streets (validation
     # and evaluation scenes keep 50-130 m); nearer ones teach a wall ahead (dead ends, T-junctions)
     cross_building_range_m: list[float] = field(default_factory=lambda: [50.0, 130.0])
@@ -107,6 +110,8 @@ class DataSection:
             if len(window) != 2 or min(window) < 32 or any(int(v) % 8 for v in window):
                 raise ValueError(f"window_sizes entries must be [height, width], multiples of 8 and >= 32, "
                                  f"got {window}")
+        if self.window_placement not in ("random", "centred"):
+            raise ValueError(f"window_placement must be random or centred, got {self.window_placement!r}")
         if not 0.0 <= self.whole_frame_fraction <= 1.0:
             raise ValueError(f"whole_frame_fraction must be within [0, 1], got {self.whole_frame_fraction}")
         if not 0.0 <= self.cross_building_probability <= 1.0:

@@ -101,9 +101,12 @@ def canonical_camera(data: DataSection) -> CanonicalCamera:
     return CanonicalCamera(float(focal_px), (data.height, data.width))
 
 
-def _window_origin(size: int, window: int) -> int:
-    """Random window start along one axis (the window is never larger than the sample)."""
-    return int(torch.randint(0, size - window + 1, ()))
+def _window_origin(size: int, window: int, centred: bool = False) -> int:
+    """Window start along one axis (the window is never larger than the sample): random, or centred.
+
+    The random draw is made either way, so both placements consume the same random numbers."""
+    start = int(torch.randint(0, size - window + 1, ()))
+    return (size - window) // 2 if centred else start
 
 
 def _pad_sample(sample: dict, max_px: int, multiple: int = 8) -> dict:
@@ -137,16 +140,22 @@ class WindowCollate:
     ``whole_frame_padding_px`` > 0 pads those whole frames further, as the inference plan pads (edge
     replication, no labels), by 0..that many pixels per side, to a multiple of 8. The default model's
     scale moves with the padding the plan adds (docs/BENCHMARKS.md, issue 12): this shows it more.
+
+    ``centred`` cuts each window about the sample's centre instead of at a random place. The ray
+    embedding (``SwinTransformer(ray_focal_px=...)``) takes the principal point at the input's centre;
+    a random window of a tall frame moves it by up to a third of the frame, so the rays the network is
+    told are wrong by up to ~10° there, and it learns not to trust them.
     """
 
     def __init__(self, window_sizes: list[tuple[int, int]], max_batch_pixels: int | None = None,
-                 whole_frame_fraction: float = 0.0, whole_frame_padding_px: int = 0):
+                 whole_frame_fraction: float = 0.0, whole_frame_padding_px: int = 0, centred: bool = False):
         if not window_sizes:
             raise ValueError("WindowCollate needs at least one window size")
         self.window_sizes = [(int(h), int(w)) for h, w in window_sizes]
         self.max_batch_pixels = max_batch_pixels
         self.whole_frame_fraction = whole_frame_fraction
         self.whole_frame_padding_px = int(whole_frame_padding_px)
+        self.centred = bool(centred)
 
     def __call__(self, samples: list) -> dict:
         """Samples (dicts, or `DeferredSample`s: only those the batch uses are loaded) → one batch."""
@@ -163,8 +172,8 @@ class WindowCollate:
         width = min([width] + [sample["image"].shape[2] for sample in samples])
         batch = []
         for sample in samples:
-            top = _window_origin(sample["image"].shape[1], height)
-            left = _window_origin(sample["image"].shape[2], width)
+            top = _window_origin(sample["image"].shape[1], height, self.centred)
+            left = _window_origin(sample["image"].shape[2], width, self.centred)
             window = (slice(None), slice(top, top + height), slice(left, left + width))
             batch.append({key: value[window] if key in ("image", "image_cnn", "depth") else value
                           for key, value in sample.items()})
