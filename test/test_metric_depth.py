@@ -77,11 +77,6 @@ def _wall_depth_ratio(runtime: DepthRuntime, scene, height: int, width: int, foc
     return float(np.median(pred_m[wall])) / WALL_DISTANCE_M
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12's 5 % bar is not met by the default (stage 5d) either: wall depth / distance 1.024 on the KITTI "
-    "camera, 0.964 on 1280x720 f=1000 with flip TTA, each within 5 % of the distance but 6.2 % apart (the same "
-    "pixels read differently with the view around them; stage 5b: 0.996 and 0.918). Strict: a model that meets "
-    "it turns this into a failure, so the marker comes off."))
 def test_a_wall_at_a_known_distance_has_the_same_metric_depth_through_two_cameras():
     """Issue 12's Done-when: a fronto-parallel wall seen by two cameras of different focal length gives the
     same metric depth through the default model, within 5 %."""
